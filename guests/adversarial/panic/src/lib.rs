@@ -1,0 +1,28 @@
+//! Adversarial guest `panic`: `complete` panics (the instance traps).
+
+use tamma_guest_sdk::{
+    export_provider, Capabilities, CompletionRequest, CompletionResponse, Config, ModelInfo,
+    Provider, ProviderError,
+};
+
+struct Adversary;
+
+impl Provider for Adversary {
+    fn initialize(_config: Config) -> Result<Self, ProviderError> {
+        Ok(Adversary)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::from_models(vec![ModelInfo::new("adversary-1", 8192, 4096)])
+    }
+
+    fn complete(
+        &mut self,
+        request: CompletionRequest,
+    ) -> Result<CompletionResponse, ProviderError> {
+        let _ = request;
+        panic!("adversarial guest panicked on purpose")
+    }
+}
+
+export_provider!(Adversary);

@@ -1,0 +1,298 @@
+//! The per-instance host state that lives inside each wasmtime `Store`, and the host
+//! side of the guest's imports.
+//!
+//! The WASI context grants nothing: no preopened directories, no environment
+//! variables, no arguments, no sockets, and stdin is empty. Rust's standard library
+//! (and the JS and Python runtimes) import `wasi:cli` and `wasi:filesystem`
+//! unconditionally, so those interfaces are linked — they simply find nothing.
+//! stdout/stderr go to small in-memory buffers: a panic message is printed to
+//! stderr before the guest aborts, and [`HostState::panic_message`] recovers it.
+//! Outbound HTTP goes through [`EgressHooks`], which refuses every request until an
+//! egress policy grants hosts.
+
+use std::time::Instant;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+use crate::bindings::host::{self as wit_host, LogLevel};
+use crate::limits::Limits;
+
+/// Bytes of stdout and of stderr an instance may write over its whole life. Writes
+/// past this fail in the guest (Rust's `eprintln!` then panics, retiring the instance).
+const STDIO_CAPACITY: usize = 64 * 1024;
+
+/// State held by each instance's `Store`.
+pub(crate) struct HostState {
+    provider: std::sync::Arc<str>,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    hooks: EgressHooks,
+    table: ResourceTable,
+    pub(crate) limiter: Limiter,
+    stderr: MemoryOutputPipe,
+    /// Wall-clock deadline of the call in progress; read by the epoch callback.
+    pub(crate) deadline: Instant,
+    /// Log budget of the call in progress.
+    log_bytes_left: u64,
+    log_records_left: u32,
+    /// Set when the log cap stopped the call, so the trap is reported as `LOG_LIMIT`.
+    pub(crate) log_limit_hit: bool,
+    max_log_bytes: u64,
+    max_log_records: u32,
+}
+
+impl HostState {
+    pub(crate) fn new(provider: std::sync::Arc<str>, limits: &Limits) -> Self {
+        let stderr = MemoryOutputPipe::new(STDIO_CAPACITY);
+        let wasi = WasiCtxBuilder::new()
+            .stdout(MemoryOutputPipe::new(STDIO_CAPACITY))
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        HostState {
+            provider,
+            wasi,
+            http: WasiHttpCtx::new(),
+            hooks: EgressHooks,
+            table: ResourceTable::new(),
+            limiter: Limiter::new(limits),
+            stderr,
+            deadline: Instant::now(),
+            log_bytes_left: limits.max_log_bytes_per_call,
+            log_records_left: limits.max_log_records_per_call,
+            log_limit_hit: false,
+            max_log_bytes: limits.max_log_bytes_per_call,
+            max_log_records: limits.max_log_records_per_call,
+        }
+    }
+
+    /// Arm the per-call budgets before entering the guest.
+    pub(crate) fn begin_call(&mut self, deadline: Instant) {
+        self.deadline = deadline;
+        self.log_bytes_left = self.max_log_bytes;
+        self.log_records_left = self.max_log_records;
+    }
+
+    /// The guest's panic message, if it printed one to stderr before trapping.
+    /// Rust prints `thread '…' panicked at file:line:col:\n<message>\nnote: …`.
+    pub(crate) fn panic_message(&self) -> Option<String> {
+        let bytes = self.stderr.contents();
+        let text = String::from_utf8_lossy(&bytes);
+        let start = text.rfind("panicked at ")?;
+        let after = &text[start..];
+        let body = after
+            .split_once('\n')
+            .map(|(_, rest)| rest)
+            .unwrap_or(after);
+        let msg = body.split("\nnote:").next().unwrap_or(body).trim();
+        (!msg.is_empty()).then(|| msg.chars().take(1024).collect())
+    }
+
+    /// Anything the guest wrote to stderr, trimmed, for diagnostics of other traps.
+    pub(crate) fn stderr_tail(&self) -> Option<String> {
+        let bytes = self.stderr.contents();
+        let text = String::from_utf8_lossy(&bytes);
+        let trimmed = text.trim();
+        if trimmed.is_empty() {
+            return None;
+        }
+        let tail: String = trimmed.chars().rev().take(512).collect();
+        Some(tail.chars().rev().collect())
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// The single chokepoint for outbound HTTP. With no egress policy granted, every
+/// request is refused before any connection is made.
+pub(crate) struct EgressHooks;
+
+impl WasiHttpHooks for EgressHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> Box<
+        dyn std::future::Future<
+                Output = wasmtime_wasi_http::Result<(
+                    http::Response<wasmtime_wasi_http::WasiBody>,
+                    Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+                )>,
+            > + Send,
+    > {
+        let authority = request
+            .uri()
+            .authority()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        tracing::warn!(%authority, "outbound request refused: no hosts are granted");
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}
+
+/// Memory/table/instance caps for one `Store`. Wraps wasmtime's [`StoreLimits`] and
+/// remembers whether the memory cap was what stopped the guest, because the trap
+/// raised by `trap_on_grow_failure` is not a `wasmtime::Trap` code.
+pub(crate) struct Limiter {
+    inner: StoreLimits,
+    memory_cap: usize,
+    pub(crate) memory_limit_hit: bool,
+}
+
+impl Limiter {
+    fn new(limits: &Limits) -> Self {
+        Limiter {
+            inner: StoreLimitsBuilder::new()
+                .memory_size(limits.memory_bytes())
+                .table_elements(limits.max_table_elements as usize)
+                .instances(32)
+                .tables(32)
+                .memories(4)
+                .trap_on_grow_failure(true)
+                .build(),
+            memory_cap: limits.memory_bytes(),
+            memory_limit_hit: false,
+        }
+    }
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_cap {
+            self.memory_limit_hit = true;
+        }
+        self.inner.memory_growing(current, desired, maximum)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
+}
+
+/// Error raised inside `log` when the per-call cap is exceeded; it traps the guest.
+#[derive(Debug)]
+pub(crate) struct LogLimitExceeded;
+
+impl std::fmt::Display for LogLimitExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("log volume cap exceeded")
+    }
+}
+
+impl std::error::Error for LogLimitExceeded {}
+
+impl wit_host::Host for HostState {
+    fn log(
+        &mut self,
+        level: LogLevel,
+        message: String,
+        fields: Vec<(String, String)>,
+    ) -> wasmtime::Result<()> {
+        let size = message.len() as u64
+            + fields
+                .iter()
+                .map(|(k, v)| (k.len() + v.len()) as u64)
+                .sum::<u64>();
+        if self.log_records_left == 0 || size > self.log_bytes_left {
+            self.log_limit_hit = true;
+            return Err(wasmtime::Error::new(LogLimitExceeded));
+        }
+        self.log_records_left -= 1;
+        self.log_bytes_left -= size;
+        // Guest text is untrusted: it goes into a field (escaped by the formatter),
+        // never into the format string, and is truncated.
+        let message: String = message.chars().take(4096).collect();
+        let fields = if fields.is_empty() {
+            String::new()
+        } else {
+            fields
+                .iter()
+                .map(|(k, v)| format!("{k}={v:?}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let provider = &*self.provider;
+        match level {
+            LogLevel::Trace => {
+                tracing::trace!(target: "tamma::guest", provider, fields, "{message}")
+            }
+            LogLevel::Debug => {
+                tracing::debug!(target: "tamma::guest", provider, fields, "{message}")
+            }
+            LogLevel::Info => tracing::info!(target: "tamma::guest", provider, fields, "{message}"),
+            LogLevel::Warn => tracing::warn!(target: "tamma::guest", provider, fields, "{message}"),
+            LogLevel::Error => {
+                tracing::error!(target: "tamma::guest", provider, fields, "{message}")
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn log_cap_trips_and_resets_per_call() {
+        let limits = Limits {
+            max_log_bytes_per_call: 10,
+            max_log_records_per_call: 2,
+            ..Limits::default()
+        };
+        let mut s = HostState::new(Arc::from("p"), &limits);
+        s.begin_call(Instant::now());
+        wit_host::Host::log(&mut s, LogLevel::Info, "12345".into(), vec![]).unwrap();
+        assert!(wit_host::Host::log(&mut s, LogLevel::Info, "123456".into(), vec![]).is_err());
+        assert!(s.log_limit_hit);
+        s.begin_call(Instant::now());
+        wit_host::Host::log(&mut s, LogLevel::Info, "1".into(), vec![]).unwrap();
+        wit_host::Host::log(&mut s, LogLevel::Info, "2".into(), vec![]).unwrap();
+        assert!(wit_host::Host::log(&mut s, LogLevel::Info, "3".into(), vec![]).is_err());
+    }
+}

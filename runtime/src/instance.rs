@@ -1,0 +1,331 @@
+//! One sandboxed instance: a `Store` of its own with its limits, and the guarded
+//! entry points into the guest.
+//!
+//! Every call into the guest goes through the `guarded!` macro, which arms the
+//! call's budgets (fuel, wall-clock deadline, log volume), runs the call under a
+//! tokio deadline, and turns any failure into a structured [`Error`]. Two deadlines
+//! cooperate: the epoch callback stops guest *code* at the deadline (it also yields
+//! to the executor every tick, so a spinning guest never starves a tokio worker),
+//! and the tokio deadline stops a guest *blocked in a host import*, which epochs
+//! cannot interrupt. Either way, and after any trap, the instance is marked
+//! retired: wasmtime refuses to re-enter a trapped store, and a cancelled call may
+//! leave guest state half-updated.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::ResourceAny;
+use wasmtime::{Store, Trap, UpdateDeadline};
+
+use crate::bindings::{self, Provider, ProviderPre};
+use crate::engine::SandboxEngine;
+use crate::error::{Error, ErrorCode, Result};
+use crate::host::HostState;
+use crate::limits::Limits;
+use crate::types;
+
+/// Run one guest call with the instance's budgets and a deadline. A macro rather
+/// than a method taking a closure, so the call can borrow the store and the
+/// bindings (disjoint fields) while the future stays `Send` without boxing.
+macro_rules! guarded {
+    ($self:ident, $what:expr, $timeout:expr, |$s:ident, $b:ident| $call:expr) => {{
+        let timeout: Duration = $timeout;
+        let deadline = $self.begin(timeout)?;
+        let outcome = {
+            let $s = &mut $self.store;
+            #[allow(unused_variables)]
+            let $b = &$self.bindings;
+            // The tokio deadline is the backstop for time blocked in host imports;
+            // it trails the epoch deadline by a few ticks so that guest code stuck
+            // in a loop is reported by the epoch callback, which knows it was guest code.
+            tokio::time::timeout_at((deadline + $self.grace).into(), $call).await
+        };
+        $self.end($what, timeout, outcome)
+    }};
+}
+
+/// An instantiated provider in its own store.
+pub(crate) struct Instance {
+    store: Store<HostState>,
+    bindings: Provider,
+    limits: Arc<Limits>,
+    fuel_enabled: bool,
+    /// How far the tokio backstop trails the epoch deadline.
+    grace: Duration,
+    /// Set once the instance must not be used again.
+    pub(crate) retired: bool,
+    /// Fuel burnt by the last call (0 when fuel is off).
+    pub(crate) last_fuel_used: u64,
+    /// Fuel burnt since the pool last collected it (a lease may make several calls).
+    pub(crate) fuel_unreported: u64,
+}
+
+impl Instance {
+    /// Instantiate from a pre-linked component. Does not call `initialize`.
+    pub(crate) async fn instantiate(
+        engine: &SandboxEngine,
+        pre: &ProviderPre<HostState>,
+        provider: Arc<str>,
+        limits: Arc<Limits>,
+    ) -> Result<Self> {
+        let mut store = Store::new(engine.engine(), HostState::new(provider, &limits));
+        store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_callback(|ctx| {
+            if Instant::now() >= ctx.data().deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        let fuel_enabled = engine.config().consume_fuel;
+        let deadline = Instant::now() + limits.init_timeout();
+        arm(&mut store, fuel_enabled, &limits, deadline);
+        let result =
+            tokio::time::timeout_at(deadline.into(), pre.instantiate_async(&mut store)).await;
+        let bindings = match result {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => {
+                return Err(classify(e, store.data(), &limits, "instantiate"));
+            }
+            Err(_) => {
+                return Err(Error::new(
+                    ErrorCode::Timeout,
+                    format!("instantiation exceeded {} ms", limits.init_timeout_ms),
+                ))
+            }
+        };
+        Ok(Instance {
+            store,
+            bindings,
+            limits,
+            fuel_enabled,
+            grace: engine.config().epoch_tick * 4,
+            retired: false,
+            last_fuel_used: 0,
+            fuel_unreported: 0,
+        })
+    }
+
+    /// Arm the budgets of one guest call; returns its deadline.
+    fn begin(&mut self, timeout: Duration) -> Result<Instant> {
+        if self.retired {
+            return Err(Error::new(ErrorCode::Internal, "instance is retired"));
+        }
+        let deadline = Instant::now() + timeout;
+        arm(&mut self.store, self.fuel_enabled, &self.limits, deadline);
+        Ok(deadline)
+    }
+
+    /// Account for a finished (or timed-out) guest call and classify its failure.
+    fn end<T>(
+        &mut self,
+        what: &'static str,
+        timeout: Duration,
+        outcome: std::result::Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
+    ) -> Result<T> {
+        self.last_fuel_used = if self.fuel_enabled {
+            self.limits
+                .fuel
+                .saturating_sub(self.store.get_fuel().unwrap_or(0))
+        } else {
+            0
+        };
+        self.fuel_unreported += self.last_fuel_used;
+        match outcome {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                self.retired = true;
+                Err(classify(e, self.store.data(), &self.limits, what))
+            }
+            Err(_) => {
+                self.retired = true;
+                Err(Error::new(
+                    ErrorCode::Timeout,
+                    format!(
+                        "{what} exceeded its {} ms deadline while blocked in a host call",
+                        timeout.as_millis()
+                    ),
+                ))
+            }
+        }
+    }
+
+    // `&Vec` because that is what the generated binding takes.
+    #[allow(clippy::ptr_arg)]
+    pub(crate) async fn initialize(&mut self, config: &Vec<(String, String)>) -> Result<()> {
+        let timeout = self.limits.init_timeout();
+        let r = guarded!(self, "initialize", timeout, |s, b| b
+            .tamma_provider_provider_api()
+            .call_initialize(s, config))?;
+        r.map_err(|e| Error::from_provider_error(bindings::provider_error(e)))
+    }
+
+    pub(crate) async fn capabilities(&mut self) -> Result<types::Capabilities> {
+        let timeout = self.limits.timeout();
+        let c = guarded!(self, "capabilities", timeout, |s, b| b
+            .tamma_provider_provider_api()
+            .call_capabilities(s))?;
+        Ok(bindings::capabilities(c))
+    }
+
+    pub(crate) async fn list_models(&mut self) -> Result<Vec<types::ModelInfo>> {
+        let timeout = self.limits.timeout();
+        let r = guarded!(self, "list-models", timeout, |s, b| b
+            .tamma_provider_provider_api()
+            .call_list_models(s))?;
+        r.map(|v| v.into_iter().map(bindings::model).collect())
+            .map_err(|e| Error::from_provider_error(bindings::provider_error(e)))
+    }
+
+    pub(crate) async fn complete(
+        &mut self,
+        req: &types::CompletionRequest,
+    ) -> Result<types::CompletionResponse> {
+        let timeout = self.limits.timeout();
+        let wreq = bindings::request(req);
+        let r = guarded!(self, "complete", timeout, |s, b| b
+            .tamma_provider_provider_api()
+            .call_complete(s, &wreq))?;
+        let resp = r
+            .map(bindings::response)
+            .map_err(|e| Error::from_provider_error(bindings::provider_error(e)))?;
+        let size = resp.payload_bytes() as u64;
+        if size > self.limits.max_response_bytes {
+            // The guest is fine, but its memory now holds a huge answer: start fresh.
+            self.retired = true;
+            return Err(too_large(size, self.limits.max_response_bytes));
+        }
+        Ok(resp)
+    }
+
+    pub(crate) async fn stream_start(
+        &mut self,
+        req: &types::CompletionRequest,
+    ) -> Result<ResourceAny> {
+        let timeout = self.limits.timeout();
+        let wreq = bindings::request(req);
+        let r = guarded!(self, "stream", timeout, |s, b| b
+            .tamma_provider_provider_api()
+            .call_stream(s, &wreq))?;
+        r.map_err(|e| Error::from_provider_error(bindings::provider_error(e)))
+    }
+
+    pub(crate) async fn stream_next(
+        &mut self,
+        handle: ResourceAny,
+    ) -> Result<Option<types::StreamChunk>> {
+        let timeout = self.limits.timeout();
+        let r = guarded!(self, "stream-next", timeout, |s, b| b
+            .tamma_provider_provider_api()
+            .completion_stream()
+            .call_next(s, handle))?;
+        r.map(|c| c.map(bindings::chunk))
+            .map_err(|e| Error::from_provider_error(bindings::provider_error(e)))
+    }
+
+    /// Drop the guest-side stream resource so the instance can be reused.
+    pub(crate) async fn stream_close(&mut self, handle: ResourceAny) -> Result<()> {
+        let timeout = self.limits.timeout();
+        guarded!(self, "stream-close", timeout, |s, b| handle
+            .resource_drop_async(s))
+    }
+
+    pub(crate) async fn health_check(&mut self, timeout: Duration) -> Result<types::Health> {
+        let h = guarded!(self, "health-check", timeout, |s, b| b
+            .tamma_provider_provider_api()
+            .call_health_check(s))?;
+        Ok(bindings::health(h))
+    }
+
+    pub(crate) async fn dispose(&mut self) -> Result<()> {
+        let timeout = self.limits.dispose_timeout();
+        let r = guarded!(self, "dispose", timeout, |s, b| b
+            .tamma_provider_provider_api()
+            .call_dispose(s));
+        // No call follows dispose on this instance.
+        self.retired = true;
+        r
+    }
+
+    /// Mark the response cap exceeded for a stream (its total is tracked by the caller).
+    pub(crate) fn retire(&mut self) {
+        self.retired = true;
+    }
+
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.limits
+    }
+}
+
+fn arm(store: &mut Store<HostState>, fuel: bool, limits: &Limits, deadline: Instant) {
+    if fuel {
+        // Cannot fail: fuel is enabled on the engine when `fuel` is true.
+        let _ = store.set_fuel(limits.fuel);
+    }
+    store.set_epoch_deadline(1);
+    let data = store.data_mut();
+    data.begin_call(deadline);
+    data.limiter.memory_limit_hit = false;
+    data.log_limit_hit = false;
+}
+
+pub(crate) fn too_large(size: u64, cap: u64) -> Error {
+    Error::new(
+        ErrorCode::ResponseTooLarge,
+        format!("response of {size} bytes exceeds the cap of {cap} bytes"),
+    )
+}
+
+/// Turn a failed guest call into a structured error. The host state is consulted
+/// first because a memory-cap or log-cap stop surfaces as a generic trap.
+fn classify(err: wasmtime::Error, state: &HostState, limits: &Limits, what: &str) -> Error {
+    if state.limiter.memory_limit_hit {
+        return Error::new(
+            ErrorCode::MemoryLimit,
+            format!(
+                "{what}: guest tried to grow its memory past the cap of {} MiB",
+                limits.memory_mib
+            ),
+        );
+    }
+    if state.log_limit_hit {
+        return Error::new(
+            ErrorCode::LogLimit,
+            format!(
+                "{what}: guest exceeded the log cap of {} bytes / {} records per call",
+                limits.max_log_bytes_per_call, limits.max_log_records_per_call
+            ),
+        );
+    }
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => Error::new(
+            ErrorCode::FuelExhausted,
+            format!(
+                "{what}: guest used its whole fuel budget of {}",
+                limits.fuel
+            ),
+        ),
+        Some(Trap::Interrupt) => Error::new(
+            ErrorCode::Timeout,
+            format!(
+                "{what}: guest code ran past its {} ms deadline",
+                limits.timeout_ms
+            ),
+        ),
+        Some(Trap::StackOverflow) => Error::new(
+            ErrorCode::Trap,
+            format!("{what}: guest trapped: call stack exhausted (unbounded recursion?)"),
+        ),
+        Some(trap) => match state.panic_message() {
+            Some(msg) => Error::new(ErrorCode::Trap, format!("{what}: guest panicked: {msg}")),
+            None => Error::new(ErrorCode::Trap, format!("{what}: guest trapped: {trap}")),
+        },
+        None => {
+            let detail = match state.stderr_tail() {
+                Some(tail) => format!("{err:#}; stderr: {tail}"),
+                None => format!("{err:#}"),
+            };
+            Error::new(ErrorCode::Trap, format!("{what}: {detail}"))
+        }
+    }
+}

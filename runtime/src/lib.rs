@@ -1,0 +1,44 @@
+//! Tamma's provider runtime: runs AI providers as untrusted WebAssembly components.
+//!
+//! Module map (each file is about one thing; tests live beside the code):
+//!
+//! | module | what it is |
+//! |---|---|
+//! | [`types`] | host-side data types of the provider contract (`wit/provider.wit`) |
+//! | [`error`] | the crate's one error type and its stable codes |
+//! | [`limits`] | per-provider sandbox limits and their defaults |
+//! | [`engine`] | the process-wide wasmtime engine, allocator probe and epoch ticker |
+//! | [`compile_cache`] | on-disk cache of compiled components |
+//! | [`sandbox`] | loading, type-checking and instantiating components |
+//! | `bindings` | generated WIT bindings and type conversions (private) |
+//! | `host` | per-instance host state: WASI context, log import, limiter (private) |
+//! | `instance` | one instance in its own `Store`, with guarded calls (private) |
+//! | [`pool`] | a provider's bounded instance pool |
+//! | [`provider`] | the handle used to call a loaded provider, and streams |
+//! | [`circuit_breaker`] | per-provider circuit breaker with an injectable clock |
+//! | [`events`] | registry events and their bus |
+//! | [`cli`] | the `tamma` command line |
+
+pub mod circuit_breaker;
+pub mod cli;
+pub mod compile_cache;
+pub mod engine;
+pub mod error;
+pub mod events;
+pub mod limits;
+pub mod pool;
+pub mod provider;
+pub mod sandbox;
+pub mod types;
+
+#[doc(hidden)]
+pub mod bench_support;
+
+mod bindings;
+mod host;
+mod instance;
+
+pub use error::{Error, ErrorCode, Result};
+pub use limits::Limits;
+pub use provider::{CompletionStream, ProviderInstance};
+pub use sandbox::{LoadedComponent, Sandbox};

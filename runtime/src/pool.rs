@@ -1,0 +1,229 @@
+//! A provider's bounded pool of instances.
+//!
+//! At most `max_concurrency` instances of a provider run at once; a semaphore in
+//! front of the pool gives back-pressure, and a caller that waits longer than
+//! `queue_timeout` gets `OVERLOADED`. Instances are created lazily (instantiate +
+//! `initialize`) and reused; a retired one (trap, timeout, cap) is dropped and the
+//! next caller gets a fresh one from the `InstancePre`.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::Serialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::bindings::ProviderPre;
+use crate::engine::SandboxEngine;
+use crate::error::{Error, ErrorCode, Result};
+use crate::host::HostState;
+use crate::instance::Instance;
+use crate::limits::Limits;
+
+/// Counters of one pool, for metrics and snapshots.
+#[derive(Debug, Default)]
+pub(crate) struct PoolCounters {
+    created: AtomicU64,
+    retired: AtomicU64,
+    in_use: AtomicU64,
+    waiting: AtomicU64,
+    overloaded: AtomicU64,
+    fuel_used: AtomicU64,
+}
+
+/// A point-in-time view of a pool.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Instances created over the pool's life.
+    pub created: u64,
+    /// Instances discarded after a trap, timeout or cap.
+    pub retired: u64,
+    /// Instances running a call now.
+    pub in_use: u64,
+    /// Callers waiting for an instance now.
+    pub waiting: u64,
+    /// Calls refused with `OVERLOADED`.
+    pub overloaded: u64,
+    /// Idle instances ready for reuse.
+    pub idle: u64,
+    /// Fuel burnt by all calls.
+    pub fuel_used: u64,
+}
+
+pub(crate) struct InstancePool {
+    pub(crate) name: Arc<str>,
+    engine: SandboxEngine,
+    pre: ProviderPre<HostState>,
+    pub(crate) limits: Arc<Limits>,
+    config: Vec<(String, String)>,
+    idle: Mutex<Vec<Instance>>,
+    permits: Arc<Semaphore>,
+    closed: AtomicBool,
+    counters: PoolCounters,
+}
+
+impl InstancePool {
+    pub(crate) fn new(
+        name: Arc<str>,
+        engine: SandboxEngine,
+        pre: ProviderPre<HostState>,
+        limits: Limits,
+        config: Vec<(String, String)>,
+    ) -> Arc<Self> {
+        Arc::new(InstancePool {
+            permits: Arc::new(Semaphore::new(limits.max_concurrency as usize)),
+            name,
+            engine,
+            pre,
+            limits: Arc::new(limits),
+            config,
+            idle: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
+            counters: PoolCounters::default(),
+        })
+    }
+
+    fn idle(&self) -> MutexGuard<'_, Vec<Instance>> {
+        // A panic while holding this lock cannot leave the Vec inconsistent.
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A fresh instance, instantiated and initialized.
+    pub(crate) async fn spawn(&self) -> Result<Instance> {
+        let mut inst = Instance::instantiate(
+            &self.engine,
+            &self.pre,
+            self.name.clone(),
+            self.limits.clone(),
+        )
+        .await?;
+        inst.initialize(&self.config).await?;
+        self.counters.created.fetch_add(1, Ordering::Relaxed);
+        Ok(inst)
+    }
+
+    /// Put an instance into the idle list (used to keep the one created at
+    /// registration warm).
+    pub(crate) fn put_idle(&self, inst: Instance) {
+        if !inst.retired {
+            self.idle().push(inst);
+        }
+    }
+
+    /// Wait for capacity, then lend an idle instance or a new one.
+    pub(crate) async fn acquire(self: &Arc<Self>) -> Result<Lease> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::new(
+                ErrorCode::ProviderStopped,
+                "provider is shutting down",
+            ));
+        }
+        self.counters.waiting.fetch_add(1, Ordering::Relaxed);
+        let waited = tokio::time::timeout(
+            self.limits.queue_timeout(),
+            self.permits.clone().acquire_owned(),
+        )
+        .await;
+        self.counters.waiting.fetch_sub(1, Ordering::Relaxed);
+        let permit = match waited {
+            Ok(Ok(p)) => p,
+            Ok(Err(_)) => {
+                return Err(Error::new(
+                    ErrorCode::ProviderStopped,
+                    "provider is shutting down",
+                ))
+            }
+            Err(_) => {
+                self.counters.overloaded.fetch_add(1, Ordering::Relaxed);
+                return Err(Error::new(
+                    ErrorCode::Overloaded,
+                    format!(
+                        "no instance free within {} ms (max_concurrency {})",
+                        self.limits.queue_timeout_ms, self.limits.max_concurrency
+                    ),
+                ));
+            }
+        };
+        let reused = self.idle().pop();
+        let inst = match reused {
+            Some(i) => i,
+            None => self.spawn().await?,
+        };
+        self.counters.in_use.fetch_add(1, Ordering::Relaxed);
+        Ok(Lease {
+            inst: Some(inst),
+            pool: self.clone(),
+            _permit: permit,
+        })
+    }
+
+    /// Refuse new calls, wait (up to `wait`) for running ones, then `dispose` every
+    /// idle instance, each bounded by the dispose timeout. Returns whether every
+    /// instance was disposed cleanly.
+    pub(crate) async fn close(&self, wait: std::time::Duration) -> bool {
+        self.closed.store(true, Ordering::Release);
+        let all = self.limits.max_concurrency;
+        let drained = tokio::time::timeout(wait, self.permits.acquire_many(all))
+            .await
+            .map(|r| r.is_ok())
+            .unwrap_or(false);
+        self.permits.close();
+        let instances: Vec<Instance> = std::mem::take(&mut *self.idle());
+        let mut clean = drained;
+        for mut inst in instances {
+            if let Err(e) = inst.dispose().await {
+                tracing::warn!(provider = %self.name, code = %e.code, error = %e.message, "dispose failed");
+                clean = false;
+            }
+        }
+        clean
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn stats(&self) -> PoolStats {
+        let c = &self.counters;
+        PoolStats {
+            created: c.created.load(Ordering::Relaxed),
+            retired: c.retired.load(Ordering::Relaxed),
+            in_use: c.in_use.load(Ordering::Relaxed),
+            waiting: c.waiting.load(Ordering::Relaxed),
+            overloaded: c.overloaded.load(Ordering::Relaxed),
+            idle: self.idle().len() as u64,
+            fuel_used: c.fuel_used.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// An instance on loan; returned to the pool on drop unless it was retired.
+pub(crate) struct Lease {
+    inst: Option<Instance>,
+    pool: Arc<InstancePool>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Lease {
+    pub(crate) fn instance(&mut self) -> &mut Instance {
+        // Always Some until Drop.
+        self.inst
+            .as_mut()
+            .expect("lease holds its instance until dropped")
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let c = &self.pool.counters;
+        c.in_use.fetch_sub(1, Ordering::Relaxed);
+        if let Some(mut inst) = self.inst.take() {
+            c.fuel_used
+                .fetch_add(std::mem::take(&mut inst.fuel_unreported), Ordering::Relaxed);
+            if inst.retired {
+                c.retired.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.pool.idle().push(inst);
+            }
+        }
+    }
+}

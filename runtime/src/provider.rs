@@ -1,0 +1,232 @@
+//! A loaded, initialized provider: the handle callers use to run completions.
+//!
+//! [`ProviderInstance`] is cheap to clone and safe to share between tasks; each call
+//! borrows an instance from the provider's pool for its duration. Every call runs
+//! in a `tracing` span named for the operation with the provider's name.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::Instrument;
+use wasmtime::component::ResourceAny;
+
+use crate::error::{Error, Result};
+use crate::instance::too_large;
+use crate::limits::Limits;
+use crate::pool::{InstancePool, Lease, PoolStats};
+use crate::types::{
+    Capabilities, CompletionRequest, CompletionResponse, Health, ModelInfo, StreamChunk,
+};
+
+/// A provider running in the sandbox.
+#[derive(Clone)]
+pub struct ProviderInstance {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Arc<InstancePool>,
+    capabilities: Capabilities,
+    sha256: String,
+}
+
+impl std::fmt::Debug for ProviderInstance {
+    // Configuration values are deliberately absent: they may hold secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderInstance")
+            .field("name", &self.name())
+            .field("sha256", &self.inner.sha256)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProviderInstance {
+    pub(crate) fn new(pool: Arc<InstancePool>, capabilities: Capabilities, sha256: String) -> Self {
+        ProviderInstance {
+            inner: Arc::new(Inner {
+                pool,
+                capabilities,
+                sha256,
+            }),
+        }
+    }
+
+    /// The provider's name.
+    pub fn name(&self) -> &str {
+        &self.inner.pool.name
+    }
+
+    /// Capabilities read at load time.
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.inner.capabilities
+    }
+
+    /// SHA-256 of the component.
+    pub fn component_sha256(&self) -> &str {
+        &self.inner.sha256
+    }
+
+    /// The sandbox limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.pool.limits
+    }
+
+    /// Pool counters.
+    pub fn pool_stats(&self) -> PoolStats {
+        self.inner.pool.stats()
+    }
+
+    fn tag(&self, e: Error) -> Error {
+        e.with_provider(self.name())
+    }
+
+    async fn lease(&self) -> Result<Lease> {
+        self.inner.pool.acquire().await.map_err(|e| self.tag(e))
+    }
+
+    /// Produce a whole completion.
+    pub async fn complete(&self, req: &CompletionRequest) -> Result<CompletionResponse> {
+        let span = tracing::debug_span!("provider_call", provider = %self.name(), op = "complete");
+        async {
+            let mut lease = self.lease().await?;
+            lease
+                .instance()
+                .complete(req)
+                .await
+                .map_err(|e| self.tag(e))
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Start a streamed completion. The stream holds one instance until it ends.
+    pub async fn stream(&self, req: &CompletionRequest) -> Result<CompletionStream> {
+        let span = tracing::debug_span!("provider_call", provider = %self.name(), op = "stream");
+        async {
+            let mut lease = self.lease().await?;
+            let handle = lease
+                .instance()
+                .stream_start(req)
+                .await
+                .map_err(|e| self.tag(e))?;
+            Ok(CompletionStream {
+                lease: Some(lease),
+                handle,
+                bytes: 0,
+                provider: self.clone(),
+                span: tracing::Span::current(),
+            })
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// The models the provider serves now.
+    pub async fn list_models(&self) -> Result<Vec<ModelInfo>> {
+        let span =
+            tracing::debug_span!("provider_call", provider = %self.name(), op = "list_models");
+        async {
+            let mut lease = self.lease().await?;
+            lease
+                .instance()
+                .list_models()
+                .await
+                .map_err(|e| self.tag(e))
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Ask the guest for its health, bounded by `timeout`.
+    pub async fn health_check(&self, timeout: Duration) -> Result<Health> {
+        let span =
+            tracing::debug_span!("provider_call", provider = %self.name(), op = "health_check");
+        async {
+            let mut lease = self.lease().await?;
+            lease
+                .instance()
+                .health_check(timeout)
+                .await
+                .map_err(|e| self.tag(e))
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Refuse new calls, let running ones finish (up to `wait`), then call `dispose`
+    /// on every instance. Returns true when everything stopped cleanly.
+    pub async fn dispose(&self, wait: Duration) -> bool {
+        let span = tracing::debug_span!("provider_call", provider = %self.name(), op = "dispose");
+        self.inner.pool.close(wait).instrument(span).await
+    }
+
+    /// Whether `dispose` has started.
+    pub fn is_disposed(&self) -> bool {
+        self.inner.pool.is_closed()
+    }
+}
+
+/// A streamed completion in progress. Call [`CompletionStream::next`] until it
+/// returns `Ok(None)` or an error. Dropping it early discards the instance that
+/// served it (the guest's stream state cannot be cleaned up without a call).
+pub struct CompletionStream {
+    lease: Option<Lease>,
+    handle: ResourceAny,
+    bytes: u64,
+    provider: ProviderInstance,
+    span: tracing::Span,
+}
+
+impl CompletionStream {
+    /// The next chunk, `None` at the end.
+    pub async fn next(&mut self) -> Result<Option<StreamChunk>> {
+        let Some(lease) = self.lease.as_mut() else {
+            return Ok(None);
+        };
+        let handle = self.handle;
+        let result = lease
+            .instance()
+            .stream_next(handle)
+            .instrument(self.span.clone())
+            .await;
+        match result {
+            Ok(Some(chunk)) => {
+                self.bytes += chunk.payload_bytes() as u64;
+                let cap = lease.instance().limits().max_response_bytes;
+                if self.bytes > cap {
+                    lease.instance().retire();
+                    self.lease = None;
+                    return Err(self.provider.tag(too_large(self.bytes, cap)));
+                }
+                Ok(Some(chunk))
+            }
+            Ok(None) => {
+                self.finish().await;
+                Ok(None)
+            }
+            Err(e) => {
+                if !e.retires_instance() {
+                    self.finish().await;
+                }
+                self.lease = None;
+                Err(self.provider.tag(e))
+            }
+        }
+    }
+
+    /// Release the guest's stream resource and give the instance back.
+    async fn finish(&mut self) {
+        if let Some(mut lease) = self.lease.take() {
+            // A failure here retires the instance; the caller's result stands.
+            let _ = lease.instance().stream_close(self.handle).await;
+        }
+    }
+}
+
+impl Drop for CompletionStream {
+    fn drop(&mut self) {
+        if let Some(lease) = self.lease.as_mut() {
+            lease.instance().retire();
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! Loading components into the sandbox: validation, compilation (through the
+//! compile cache), type-checking against the `tamma:provider/provider` world, and
+//! creating a provider's instance pool.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use wasmtime::component::{Component, HasSelf, Linker};
+
+use crate::bindings::{host, ProviderPre};
+use crate::compile_cache::{sha256_hex, CacheOutcome, CompileCache};
+use crate::engine::SandboxEngine;
+use crate::error::{Error, ErrorCode, Result};
+use crate::host::HostState;
+use crate::limits::Limits;
+use crate::pool::InstancePool;
+use crate::provider::ProviderInstance;
+
+/// Largest component file accepted, bytes (the JS and Python runtimes are ~20 MB).
+pub const MAX_COMPONENT_BYTES: usize = 64 * 1024 * 1024;
+
+/// The engine, the linker with every host import, and the compile cache.
+#[derive(Clone)]
+pub struct Sandbox {
+    engine: SandboxEngine,
+    linker: Arc<Linker<HostState>>,
+    cache: CompileCache,
+}
+
+/// A compiled, type-checked component, ready to instantiate any number of times.
+#[derive(Clone)]
+pub struct LoadedComponent {
+    pre: ProviderPre<HostState>,
+    component: Component,
+    /// Hex SHA-256 of the component bytes.
+    pub sha256: String,
+    /// Whether the compiled code came from the cache.
+    pub cache: CacheOutcome,
+    /// Size of the component, bytes.
+    pub size: usize,
+}
+
+impl std::fmt::Debug for LoadedComponent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedComponent")
+            .field("sha256", &self.sha256)
+            .field("cache", &self.cache)
+            .field("size", &self.size)
+            .finish()
+    }
+}
+
+impl LoadedComponent {
+    /// The compiled component.
+    pub fn component(&self) -> &Component {
+        &self.component
+    }
+
+    pub(crate) fn pre(&self) -> &ProviderPre<HostState> {
+        &self.pre
+    }
+}
+
+impl Sandbox {
+    /// A sandbox on `engine` with `cache`.
+    pub fn new(engine: SandboxEngine, cache: CompileCache) -> Result<Self> {
+        let mut linker = Linker::<HostState>::new(engine.engine());
+        let link_err = |e: wasmtime::Error| {
+            Error::new(ErrorCode::Internal, format!("linking host imports: {e:#}"))
+        };
+        // All of WASI 0.2 is linked so that components built by ordinary toolchains
+        // (whose standard libraries import cli/filesystem/sockets) instantiate; the
+        // `WasiCtx` in `HostState` grants none of it.
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link_err)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(link_err)?;
+        host::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(link_err)?;
+        Ok(Sandbox {
+            engine,
+            linker: Arc::new(linker),
+            cache,
+        })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &SandboxEngine {
+        &self.engine
+    }
+
+    /// The compile cache.
+    pub fn cache(&self) -> &CompileCache {
+        &self.cache
+    }
+
+    /// Read and load a component file.
+    pub fn load_file(&self, path: &Path) -> Result<LoadedComponent> {
+        let meta = std::fs::metadata(path).map_err(|e| {
+            Error::new(
+                ErrorCode::InvalidComponent,
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        if meta.len() > MAX_COMPONENT_BYTES as u64 {
+            return Err(too_big(meta.len() as usize));
+        }
+        let bytes = std::fs::read(path).map_err(|e| {
+            Error::new(
+                ErrorCode::InvalidComponent,
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        self.load(&bytes)
+    }
+
+    /// Validate, compile (or load from the cache) and type-check a component.
+    pub fn load(&self, bytes: &[u8]) -> Result<LoadedComponent> {
+        check_header(bytes)?;
+        let sha256 = sha256_hex(bytes);
+        let (component, cache) = self.cache.load_or_compile(&self.engine, bytes, &sha256)?;
+        let pre = self.type_check(&component)?;
+        Ok(LoadedComponent {
+            pre,
+            component,
+            sha256,
+            cache,
+            size: bytes.len(),
+        })
+    }
+
+    /// Check that a compiled component's imports are all provided by the host and
+    /// that it exports `tamma:provider/provider-api` with the expected types.
+    fn type_check(&self, component: &Component) -> Result<ProviderPre<HostState>> {
+        let invalid = |e: wasmtime::Error| {
+            Error::new(
+                ErrorCode::InvalidComponent,
+                format!(
+                    "component does not satisfy the tamma:provider/provider world: {}",
+                    format!("{e:#}").replace('\n', " ")
+                ),
+            )
+        };
+        let instance_pre = self.linker.instantiate_pre(component).map_err(invalid)?;
+        ProviderPre::new(instance_pre).map_err(invalid)
+    }
+
+    /// Create a provider from a loaded component: validate the limits, build its
+    /// pool, create and initialize one instance, and read its capabilities.
+    pub async fn instantiate(
+        &self,
+        name: &str,
+        component: &LoadedComponent,
+        config: Vec<(String, String)>,
+        limits: Limits,
+    ) -> Result<ProviderInstance> {
+        let mut problems = limits.validate();
+        let max = self.engine.config().max_memory_mib;
+        if limits.memory_mib > max {
+            problems.push(format!(
+                "memory_mib: {} exceeds the engine's maximum of {max}",
+                limits.memory_mib
+            ));
+        }
+        if !problems.is_empty() {
+            return Err(
+                Error::new(ErrorCode::InvalidConfig, problems.join("; ")).with_provider(name)
+            );
+        }
+        let pool = InstancePool::new(
+            Arc::from(name),
+            self.engine.clone(),
+            component.pre.clone(),
+            limits,
+            config,
+        );
+        let mut first = pool.spawn().await.map_err(|e| e.with_provider(name))?;
+        let caps = first
+            .capabilities()
+            .await
+            .map_err(|e| e.with_provider(name))?;
+        pool.put_idle(first);
+        Ok(ProviderInstance::new(pool, caps, component.sha256.clone()))
+    }
+}
+
+fn too_big(size: usize) -> Error {
+    Error::new(
+        ErrorCode::InvalidComponent,
+        format!("component is {size} bytes; the limit is {MAX_COMPONENT_BYTES}"),
+    )
+}
+
+/// Reject what is obviously not a component before handing bytes to the compiler,
+/// with a message that says what it is instead.
+fn check_header(bytes: &[u8]) -> Result<()> {
+    if bytes.len() > MAX_COMPONENT_BYTES {
+        return Err(too_big(bytes.len()));
+    }
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(Error::new(
+            ErrorCode::InvalidComponent,
+            "not a WebAssembly binary (missing the \\0asm header)",
+        ));
+    }
+    match &bytes[4..8] {
+        [0x0d, 0x00, 0x01, 0x00] => Ok(()),
+        [0x01, 0x00, 0x00, 0x00] => Err(Error::new(
+            ErrorCode::InvalidComponent,
+            "this is a core WebAssembly module, not a component: build for wasm32-wasip2 \
+             (or wrap it with `wasm-tools component new`)",
+        )),
+        v => Err(Error::new(
+            ErrorCode::InvalidComponent,
+            format!("unsupported WebAssembly version/layer {v:02x?}"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_checks_name_the_problem() {
+        assert!(check_header(b"hello world")
+            .unwrap_err()
+            .message
+            .contains("not a WebAssembly"));
+        let core = b"\0asm\x01\0\0\0";
+        assert!(check_header(core)
+            .unwrap_err()
+            .message
+            .contains("core WebAssembly module"));
+        assert!(check_header(b"\0asm\x0d\0\x01\0").is_ok());
+        assert_eq!(
+            check_header(b"\0as").unwrap_err().code,
+            ErrorCode::InvalidComponent
+        );
+    }
+}

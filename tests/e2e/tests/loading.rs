@@ -1,0 +1,154 @@
+//! Loading components: bad input is refused with `INVALID_COMPONENT` and a clear
+//! message (never a panic), and the compile cache is reused, verified and rebuilt.
+
+use tamma_e2e::{guest, guest_bytes, sandbox};
+use tamma_runtime::compile_cache::{CacheOutcome, CompileCache};
+use tamma_runtime::{ErrorCode, Sandbox};
+
+fn invalid(bytes: &[u8]) -> String {
+    let err = sandbox().load(bytes).expect_err("refused");
+    assert_eq!(err.code, ErrorCode::InvalidComponent, "{err}");
+    err.message
+}
+
+#[test]
+fn a_text_file_is_not_webassembly() {
+    let msg = invalid(b"#!/bin/sh\necho this is not wasm\n");
+    assert!(msg.contains("not a WebAssembly binary"), "{msg}");
+}
+
+#[test]
+fn a_core_module_is_not_a_component() {
+    let module = wat::parse_str("(module (func (export \"complete\")))").unwrap();
+    let msg = invalid(&module);
+    assert!(
+        msg.contains("core WebAssembly module, not a component"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_component_for_another_world_names_the_missing_export() {
+    let other = wat::parse_str(
+        r#"(component
+             (core module $m (func (export "run") (result i32) i32.const 0))
+             (core instance $i (instantiate $m))
+             (func $run (result u32) (canon lift (core func $i "run")))
+             (export "run" (func $run)))"#,
+    )
+    .unwrap();
+    let msg = invalid(&other);
+    assert!(msg.contains("tamma:provider/provider"), "{msg}");
+    assert!(msg.contains("provider-api"), "{msg}");
+}
+
+#[test]
+fn a_component_importing_an_unknown_interface_is_refused() {
+    let other = wat::parse_str(
+        r#"(component
+             (import "acme:evil/backdoor" (instance (export "open" (func)))))"#,
+    )
+    .unwrap();
+    let msg = invalid(&other);
+    assert!(msg.contains("acme:evil/backdoor"), "{msg}");
+}
+
+#[test]
+fn truncated_bytes_are_refused() {
+    let bytes = guest_bytes("echo");
+    for cut in [9, bytes.len() / 3, bytes.len() - 1] {
+        let msg = invalid(&bytes[..cut]);
+        assert!(!msg.is_empty());
+    }
+    invalid(b"");
+    invalid(b"\0asm");
+}
+
+#[test]
+fn a_missing_file_is_a_clear_error() {
+    let err = sandbox()
+        .load_file(std::path::Path::new("/nonexistent/provider.wasm"))
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidComponent);
+    assert!(err.message.contains("/nonexistent/provider.wasm"));
+}
+
+fn sandbox_with_cache(dir: &std::path::Path) -> Sandbox {
+    let base = sandbox();
+    Sandbox::new(base.engine().clone(), CompileCache::new(dir)).unwrap()
+}
+
+#[test]
+fn second_load_hits_the_compile_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let sb = sandbox_with_cache(dir.path());
+    let path = guest("echo");
+    assert_eq!(sb.load_file(&path).unwrap().cache, CacheOutcome::Miss);
+    assert_eq!(sb.load_file(&path).unwrap().cache, CacheOutcome::Hit);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_cache_entry_is_rebuilt_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let sb = sandbox_with_cache(dir.path());
+    let bytes = guest_bytes("echo");
+    let loaded = sb.load(&bytes).unwrap();
+    let entry = sb.cache().entry_path(sb.engine(), &loaded.sha256).unwrap();
+    assert!(entry.exists());
+
+    // Flip bytes in the middle of the compiled code.
+    let mut data = std::fs::read(&entry).unwrap();
+    let mid = data.len() / 2;
+    for b in &mut data[mid..mid + 64] {
+        *b ^= 0xff;
+    }
+    std::fs::write(&entry, &data).unwrap();
+    let rebuilt = sb.load(&bytes).unwrap();
+    assert_eq!(rebuilt.cache, CacheOutcome::Rebuilt);
+
+    // Truncate it.
+    let len = std::fs::metadata(&entry).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&entry)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    assert_eq!(sb.load(&bytes).unwrap().cache, CacheOutcome::Rebuilt);
+
+    // The rebuilt entry is valid again and the component works.
+    let again = sb.load(&bytes).unwrap();
+    assert_eq!(again.cache, CacheOutcome::Hit);
+    let p = sb
+        .instantiate("echo", &again, vec![], Default::default())
+        .await
+        .unwrap();
+    let r = p
+        .complete(&tamma_runtime::types::CompletionRequest::prompt(
+            "echo-1",
+            "still works",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(r.content, "still works");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_are_validated_before_anything_runs() {
+    let sb = sandbox();
+    let loaded = sb.load_file(&guest("echo")).unwrap();
+    let limits = tamma_runtime::Limits {
+        memory_mib: 0,
+        max_concurrency: 0,
+        ..Default::default()
+    };
+    let err = sb
+        .instantiate("echo", &loaded, vec![], limits)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidConfig);
+    assert!(
+        err.message.contains("memory_mib") && err.message.contains("max_concurrency"),
+        "{err}"
+    );
+}
