@@ -10,8 +10,8 @@ use crate::bindings;
 use crate::error::{Error, ErrorCode, Result};
 use crate::host::HostState;
 use crate::instance::Instance;
-use crate::limits::Limits;
 use crate::sandbox::{LoadedComponent, Sandbox};
+use crate::settings::ProviderSettings;
 use crate::types::{CompletionRequest, CompletionResponse};
 
 /// Instantiate one instance from the component's `InstancePre` (a fresh `Store`,
@@ -21,7 +21,7 @@ pub async fn instantiate_once(sandbox: &Sandbox, component: &LoadedComponent) ->
         sandbox.engine(),
         component.pre(),
         Arc::from("bench"),
-        Arc::new(Limits::default()),
+        Arc::new(ProviderSettings::default()),
     )
     .await?;
     drop(inst);
@@ -38,10 +38,9 @@ pub struct BareInstance {
 impl BareInstance {
     /// Instantiate and initialize.
     pub async fn new(sandbox: &Sandbox, component: &LoadedComponent) -> Result<Self> {
-        let limits = Limits::default();
         let mut store = Store::new(
             sandbox.engine().engine(),
-            HostState::new(Arc::from("bench"), &limits),
+            HostState::new(Arc::from("bench"), &ProviderSettings::default()),
         );
         if sandbox.engine().config().consume_fuel {
             let _ = store.set_fuel(u64::MAX);

@@ -7,8 +7,8 @@
 //! unconditionally, so those interfaces are linked — they simply find nothing.
 //! stdout/stderr go to small in-memory buffers: a panic message is printed to
 //! stderr before the guest aborts, and [`HostState::panic_message`] recovers it.
-//! Outbound HTTP goes through [`EgressHooks`], which refuses every request until an
-//! egress policy grants hosts.
+//! Outbound HTTP goes through [`EgressHooks`] (see `egress.rs`), which refuses
+//! every request to a host the provider's egress policy does not grant.
 
 use std::time::Instant;
 
@@ -16,10 +16,12 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::bindings::host::{self as wit_host, LogLevel};
+use crate::egress::EgressHooks;
 use crate::limits::Limits;
+use crate::settings::ProviderSettings;
 
 /// Bytes of stdout and of stderr an instance may write over its whole life. Writes
 /// past this fail in the guest (Rust's `eprintln!` then panics, retiring the instance).
@@ -46,7 +48,9 @@ pub(crate) struct HostState {
 }
 
 impl HostState {
-    pub(crate) fn new(provider: std::sync::Arc<str>, limits: &Limits) -> Self {
+    pub(crate) fn new(provider: std::sync::Arc<str>, settings: &ProviderSettings) -> Self {
+        let limits = &settings.limits;
+        let hooks = EgressHooks::new(provider.clone(), settings.egress.clone());
         let stderr = MemoryOutputPipe::new(STDIO_CAPACITY);
         let wasi = WasiCtxBuilder::new()
             .stdout(MemoryOutputPipe::new(STDIO_CAPACITY))
@@ -59,7 +63,7 @@ impl HostState {
             provider,
             wasi,
             http: WasiHttpCtx::new(),
-            hooks: EgressHooks,
+            hooks,
             table: ResourceTable::new(),
             limiter: Limiter::new(limits),
             stderr,
@@ -123,34 +127,6 @@ impl WasiHttpView for HostState {
             table: &mut self.table,
             hooks: &mut self.hooks,
         }
-    }
-}
-
-/// The single chokepoint for outbound HTTP. With no egress policy granted, every
-/// request is refused before any connection is made.
-pub(crate) struct EgressHooks;
-
-impl WasiHttpHooks for EgressHooks {
-    fn send_request(
-        &mut self,
-        request: http::Request<wasmtime_wasi_http::WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
-        _fut: Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
-    ) -> Box<
-        dyn std::future::Future<
-                Output = wasmtime_wasi_http::Result<(
-                    http::Response<wasmtime_wasi_http::WasiBody>,
-                    Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
-                )>,
-            > + Send,
-    > {
-        let authority = request
-            .uri()
-            .authority()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
-        tracing::warn!(%authority, "outbound request refused: no hosts are granted");
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
     }
 }
 
@@ -285,7 +261,11 @@ mod tests {
             max_log_records_per_call: 2,
             ..Limits::default()
         };
-        let mut s = HostState::new(Arc::from("p"), &limits);
+        let settings = ProviderSettings {
+            limits,
+            ..ProviderSettings::default()
+        };
+        let mut s = HostState::new(Arc::from("p"), &settings);
         s.begin_call(Instant::now());
         wit_host::Host::log(&mut s, LogLevel::Info, "12345".into(), vec![]).unwrap();
         assert!(wit_host::Host::log(&mut s, LogLevel::Info, "123456".into(), vec![]).is_err());

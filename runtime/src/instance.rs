@@ -22,6 +22,7 @@ use crate::engine::SandboxEngine;
 use crate::error::{Error, ErrorCode, Result};
 use crate::host::HostState;
 use crate::limits::Limits;
+use crate::settings::ProviderSettings;
 use crate::types;
 
 /// Run one guest call with the instance's budgets and a deadline. A macro rather
@@ -48,7 +49,7 @@ macro_rules! guarded {
 pub(crate) struct Instance {
     store: Store<HostState>,
     bindings: Provider,
-    limits: Arc<Limits>,
+    settings: Arc<ProviderSettings>,
     fuel_enabled: bool,
     /// How far the tokio backstop trails the epoch deadline.
     grace: Duration,
@@ -66,9 +67,10 @@ impl Instance {
         engine: &SandboxEngine,
         pre: &ProviderPre<HostState>,
         provider: Arc<str>,
-        limits: Arc<Limits>,
+        settings: Arc<ProviderSettings>,
     ) -> Result<Self> {
-        let mut store = Store::new(engine.engine(), HostState::new(provider, &limits));
+        let limits = &settings.limits;
+        let mut store = Store::new(engine.engine(), HostState::new(provider, &settings));
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_callback(|ctx| {
             if Instant::now() >= ctx.data().deadline {
@@ -79,13 +81,13 @@ impl Instance {
         });
         let fuel_enabled = engine.config().consume_fuel;
         let deadline = Instant::now() + limits.init_timeout();
-        arm(&mut store, fuel_enabled, &limits, deadline);
+        arm(&mut store, fuel_enabled, limits, deadline);
         let result =
             tokio::time::timeout_at(deadline.into(), pre.instantiate_async(&mut store)).await;
         let bindings = match result {
             Ok(Ok(b)) => b,
             Ok(Err(e)) => {
-                return Err(classify(e, store.data(), &limits, "instantiate"));
+                return Err(classify(e, store.data(), limits, "instantiate"));
             }
             Err(_) => {
                 return Err(Error::new(
@@ -97,7 +99,7 @@ impl Instance {
         Ok(Instance {
             store,
             bindings,
-            limits,
+            settings,
             fuel_enabled,
             grace: engine.config().epoch_tick * 4,
             retired: false,
@@ -112,7 +114,12 @@ impl Instance {
             return Err(Error::new(ErrorCode::Internal, "instance is retired"));
         }
         let deadline = Instant::now() + timeout;
-        arm(&mut self.store, self.fuel_enabled, &self.limits, deadline);
+        arm(
+            &mut self.store,
+            self.fuel_enabled,
+            &self.settings.limits,
+            deadline,
+        );
         Ok(deadline)
     }
 
@@ -124,7 +131,8 @@ impl Instance {
         outcome: std::result::Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
     ) -> Result<T> {
         self.last_fuel_used = if self.fuel_enabled {
-            self.limits
+            self.settings
+                .limits
                 .fuel
                 .saturating_sub(self.store.get_fuel().unwrap_or(0))
         } else {
@@ -135,7 +143,7 @@ impl Instance {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 self.retired = true;
-                Err(classify(e, self.store.data(), &self.limits, what))
+                Err(classify(e, self.store.data(), &self.settings.limits, what))
             }
             Err(_) => {
                 self.retired = true;
@@ -153,7 +161,7 @@ impl Instance {
     // `&Vec` because that is what the generated binding takes.
     #[allow(clippy::ptr_arg)]
     pub(crate) async fn initialize(&mut self, config: &Vec<(String, String)>) -> Result<()> {
-        let timeout = self.limits.init_timeout();
+        let timeout = self.settings.limits.init_timeout();
         let r = guarded!(self, "initialize", timeout, |s, b| b
             .tamma_provider_provider_api()
             .call_initialize(s, config))?;
@@ -161,7 +169,7 @@ impl Instance {
     }
 
     pub(crate) async fn capabilities(&mut self) -> Result<types::Capabilities> {
-        let timeout = self.limits.timeout();
+        let timeout = self.settings.limits.timeout();
         let c = guarded!(self, "capabilities", timeout, |s, b| b
             .tamma_provider_provider_api()
             .call_capabilities(s))?;
@@ -169,7 +177,7 @@ impl Instance {
     }
 
     pub(crate) async fn list_models(&mut self) -> Result<Vec<types::ModelInfo>> {
-        let timeout = self.limits.timeout();
+        let timeout = self.settings.limits.timeout();
         let r = guarded!(self, "list-models", timeout, |s, b| b
             .tamma_provider_provider_api()
             .call_list_models(s))?;
@@ -181,7 +189,7 @@ impl Instance {
         &mut self,
         req: &types::CompletionRequest,
     ) -> Result<types::CompletionResponse> {
-        let timeout = self.limits.timeout();
+        let timeout = self.settings.limits.timeout();
         let wreq = bindings::request(req);
         let r = guarded!(self, "complete", timeout, |s, b| b
             .tamma_provider_provider_api()
@@ -190,10 +198,10 @@ impl Instance {
             .map(bindings::response)
             .map_err(|e| Error::from_provider_error(bindings::provider_error(e)))?;
         let size = resp.payload_bytes() as u64;
-        if size > self.limits.max_response_bytes {
+        if size > self.settings.limits.max_response_bytes {
             // The guest is fine, but its memory now holds a huge answer: start fresh.
             self.retired = true;
-            return Err(too_large(size, self.limits.max_response_bytes));
+            return Err(too_large(size, self.settings.limits.max_response_bytes));
         }
         Ok(resp)
     }
@@ -202,7 +210,7 @@ impl Instance {
         &mut self,
         req: &types::CompletionRequest,
     ) -> Result<ResourceAny> {
-        let timeout = self.limits.timeout();
+        let timeout = self.settings.limits.timeout();
         let wreq = bindings::request(req);
         let r = guarded!(self, "stream", timeout, |s, b| b
             .tamma_provider_provider_api()
@@ -214,7 +222,7 @@ impl Instance {
         &mut self,
         handle: ResourceAny,
     ) -> Result<Option<types::StreamChunk>> {
-        let timeout = self.limits.timeout();
+        let timeout = self.settings.limits.timeout();
         let r = guarded!(self, "stream-next", timeout, |s, b| b
             .tamma_provider_provider_api()
             .completion_stream()
@@ -225,7 +233,7 @@ impl Instance {
 
     /// Drop the guest-side stream resource so the instance can be reused.
     pub(crate) async fn stream_close(&mut self, handle: ResourceAny) -> Result<()> {
-        let timeout = self.limits.timeout();
+        let timeout = self.settings.limits.timeout();
         guarded!(self, "stream-close", timeout, |s, b| handle
             .resource_drop_async(s))
     }
@@ -238,7 +246,7 @@ impl Instance {
     }
 
     pub(crate) async fn dispose(&mut self) -> Result<()> {
-        let timeout = self.limits.dispose_timeout();
+        let timeout = self.settings.limits.dispose_timeout();
         let r = guarded!(self, "dispose", timeout, |s, b| b
             .tamma_provider_provider_api()
             .call_dispose(s));
@@ -253,7 +261,7 @@ impl Instance {
     }
 
     pub(crate) fn limits(&self) -> &Limits {
-        &self.limits
+        &self.settings.limits
     }
 }
 

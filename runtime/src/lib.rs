@@ -10,6 +10,8 @@
 //! | [`engine`] | the process-wide wasmtime engine, allocator probe and epoch ticker |
 //! | [`compile_cache`] | on-disk cache of compiled components |
 //! | [`sandbox`] | loading, type-checking and instantiating components |
+//! | [`settings`] | what shapes one provider's sandbox: config, limits, egress |
+//! | [`egress`] | the egress policy and the `wasi:http` send hook |
 //! | `bindings` | generated WIT bindings and type conversions (private) |
 //! | `host` | per-instance host state: WASI context, log import, limiter (private) |
 //! | `instance` | one instance in its own `Store`, with guarded calls (private) |
@@ -22,6 +24,7 @@
 pub mod circuit_breaker;
 pub mod cli;
 pub mod compile_cache;
+pub mod egress;
 pub mod engine;
 pub mod error;
 pub mod events;
@@ -29,6 +32,7 @@ pub mod limits;
 pub mod pool;
 pub mod provider;
 pub mod sandbox;
+pub mod settings;
 pub mod types;
 
 #[doc(hidden)]
@@ -42,3 +46,4 @@ pub use error::{Error, ErrorCode, Result};
 pub use limits::Limits;
 pub use provider::{CompletionStream, ProviderInstance};
 pub use sandbox::{LoadedComponent, Sandbox};
+pub use settings::ProviderSettings;

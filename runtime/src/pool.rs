@@ -18,6 +18,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::host::HostState;
 use crate::instance::Instance;
 use crate::limits::Limits;
+use crate::settings::ProviderSettings;
 
 /// Counters of one pool, for metrics and snapshots.
 #[derive(Debug, Default)]
@@ -53,8 +54,7 @@ pub(crate) struct InstancePool {
     pub(crate) name: Arc<str>,
     engine: SandboxEngine,
     pre: ProviderPre<HostState>,
-    pub(crate) limits: Arc<Limits>,
-    config: Vec<(String, String)>,
+    pub(crate) settings: Arc<ProviderSettings>,
     idle: Mutex<Vec<Instance>>,
     permits: Arc<Semaphore>,
     closed: AtomicBool,
@@ -66,16 +66,14 @@ impl InstancePool {
         name: Arc<str>,
         engine: SandboxEngine,
         pre: ProviderPre<HostState>,
-        limits: Limits,
-        config: Vec<(String, String)>,
+        settings: ProviderSettings,
     ) -> Arc<Self> {
         Arc::new(InstancePool {
-            permits: Arc::new(Semaphore::new(limits.max_concurrency as usize)),
+            permits: Arc::new(Semaphore::new(settings.limits.max_concurrency as usize)),
             name,
             engine,
             pre,
-            limits: Arc::new(limits),
-            config,
+            settings: Arc::new(settings),
             idle: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
             counters: PoolCounters::default(),
@@ -93,10 +91,10 @@ impl InstancePool {
             &self.engine,
             &self.pre,
             self.name.clone(),
-            self.limits.clone(),
+            self.settings.clone(),
         )
         .await?;
-        inst.initialize(&self.config).await?;
+        inst.initialize(&self.settings.config).await?;
         self.counters.created.fetch_add(1, Ordering::Relaxed);
         Ok(inst)
     }
@@ -119,7 +117,7 @@ impl InstancePool {
         }
         self.counters.waiting.fetch_add(1, Ordering::Relaxed);
         let waited = tokio::time::timeout(
-            self.limits.queue_timeout(),
+            self.limits().queue_timeout(),
             self.permits.clone().acquire_owned(),
         )
         .await;
@@ -138,7 +136,8 @@ impl InstancePool {
                     ErrorCode::Overloaded,
                     format!(
                         "no instance free within {} ms (max_concurrency {})",
-                        self.limits.queue_timeout_ms, self.limits.max_concurrency
+                        self.limits().queue_timeout_ms,
+                        self.limits().max_concurrency
                     ),
                 ));
             }
@@ -161,7 +160,7 @@ impl InstancePool {
     /// instance was disposed cleanly.
     pub(crate) async fn close(&self, wait: std::time::Duration) -> bool {
         self.closed.store(true, Ordering::Release);
-        let all = self.limits.max_concurrency;
+        let all = self.limits().max_concurrency;
         let drained = tokio::time::timeout(wait, self.permits.acquire_many(all))
             .await
             .map(|r| r.is_ok())
@@ -176,6 +175,10 @@ impl InstancePool {
             }
         }
         clean
+    }
+
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.settings.limits
     }
 
     pub(crate) fn is_closed(&self) -> bool {

@@ -68,7 +68,7 @@ impl ProviderInstance {
 
     /// The sandbox limits in force.
     pub fn limits(&self) -> &Limits {
-        &self.inner.pool.limits
+        self.inner.pool.limits()
     }
 
     /// Pool counters.

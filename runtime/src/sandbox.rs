@@ -15,6 +15,7 @@ use crate::host::HostState;
 use crate::limits::Limits;
 use crate::pool::InstancePool;
 use crate::provider::ProviderInstance;
+use crate::settings::ProviderSettings;
 
 /// Largest component file accepted, bytes (the JS and Python runtimes are ~20 MB).
 pub const MAX_COMPONENT_BYTES: usize = 64 * 1024 * 1024;
@@ -143,8 +144,7 @@ impl Sandbox {
         ProviderPre::new(instance_pre).map_err(invalid)
     }
 
-    /// Create a provider from a loaded component: validate the limits, build its
-    /// pool, create and initialize one instance, and read its capabilities.
+    /// [`Sandbox::instantiate_with`] with a configuration and limits and no network.
     pub async fn instantiate(
         &self,
         name: &str,
@@ -152,6 +152,19 @@ impl Sandbox {
         config: Vec<(String, String)>,
         limits: Limits,
     ) -> Result<ProviderInstance> {
+        self.instantiate_with(name, component, ProviderSettings::new(config, limits))
+            .await
+    }
+
+    /// Create a provider from a loaded component: validate the limits, build its
+    /// pool, create and initialize one instance, and read its capabilities.
+    pub async fn instantiate_with(
+        &self,
+        name: &str,
+        component: &LoadedComponent,
+        settings: ProviderSettings,
+    ) -> Result<ProviderInstance> {
+        let limits = &settings.limits;
         let mut problems = limits.validate();
         let max = self.engine.config().max_memory_mib;
         if limits.memory_mib > max {
@@ -169,8 +182,7 @@ impl Sandbox {
             Arc::from(name),
             self.engine.clone(),
             component.pre.clone(),
-            limits,
-            config,
+            settings,
         );
         let mut first = pool.spawn().await.map_err(|e| e.with_provider(name))?;
         let caps = first

@@ -35,16 +35,18 @@ pub fn guest_bytes(name: &str) -> Vec<u8> {
     std::fs::read(guest(name)).expect("guest component is readable")
 }
 
-/// One sandbox per test process, with its compile cache in a private temp dir.
+/// Compile cache shared by every test process of a checkout: the JavaScript and
+/// Python components take seconds to compile, and each test binary is a process.
+pub fn test_cache_dir() -> PathBuf {
+    workspace_root().join("target/test-compile-cache")
+}
+
+/// One sandbox per test process, as in production (one engine).
 pub fn sandbox() -> Sandbox {
     static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
     SANDBOX
         .get_or_init(|| {
-            let dir = tempfile::Builder::new()
-                .prefix("tamma-test-cache")
-                .tempdir()
-                .expect("temp dir")
-                .keep();
+            let dir = test_cache_dir();
             let engine = SandboxEngine::new(EngineConfig {
                 pool_instances: 200,
                 ..EngineConfig::default()
