@@ -22,6 +22,7 @@ pub async fn instantiate_once(sandbox: &Sandbox, component: &LoadedComponent) ->
         component.pre(),
         Arc::from("bench"),
         Arc::new(ProviderSettings::default()),
+        Default::default(),
     )
     .await?;
     drop(inst);

@@ -11,8 +11,11 @@
 //! retired: wasmtime refuses to re-enter a trapped store, and a cancelled call may
 //! leave guest state half-updated.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
 
 use wasmtime::component::ResourceAny;
 use wasmtime::{Store, Trap, UpdateDeadline};
@@ -24,6 +27,38 @@ use crate::host::HostState;
 use crate::limits::Limits;
 use crate::settings::ProviderSettings;
 use crate::types;
+
+/// Cuts off every running call of a provider at once (used when it is disposed
+/// while calls still hang): guest code sees it at the next epoch tick, a call
+/// blocked in a host import through the notification.
+#[derive(Debug, Default)]
+pub(crate) struct KillSwitch {
+    killed: AtomicBool,
+    notify: Notify,
+}
+
+impl KillSwitch {
+    pub(crate) fn trigger(&self) {
+        self.killed.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    pub(crate) fn is_triggered(&self) -> bool {
+        self.killed.load(Ordering::Acquire)
+    }
+
+    /// Resolves once triggered.
+    async fn wait(&self) {
+        let notified = self.notify.notified();
+        tokio::pin!(notified);
+        // Register before checking the flag so a trigger in between is not missed.
+        notified.as_mut().enable();
+        if self.is_triggered() {
+            return;
+        }
+        notified.await;
+    }
+}
 
 /// Run one guest call with the instance's budgets and a deadline. A macro rather
 /// than a method taking a closure, so the call can borrow the store and the
@@ -39,7 +74,17 @@ macro_rules! guarded {
             // The tokio deadline is the backstop for time blocked in host imports;
             // it trails the epoch deadline by a few ticks so that guest code stuck
             // in a loop is reported by the epoch callback, which knows it was guest code.
-            tokio::time::timeout_at((deadline + $self.grace).into(), $call).await
+            // `async move` keeps temporaries of `$call` alive for the whole call.
+            let call =
+                tokio::time::timeout_at(
+                    (deadline + $self.grace).into(),
+                    async move { $call.await },
+                );
+            tokio::select! {
+                biased;
+                r = call => Some(r),
+                _ = $self.kill.wait() => None,
+            }
         };
         $self.end($what, timeout, outcome)
     }};
@@ -51,6 +96,8 @@ pub(crate) struct Instance {
     bindings: Provider,
     settings: Arc<ProviderSettings>,
     fuel_enabled: bool,
+    /// The provider's kill switch.
+    kill: Arc<KillSwitch>,
     /// How far the tokio backstop trails the epoch deadline.
     grace: Duration,
     /// Set once the instance must not be used again.
@@ -68,12 +115,14 @@ impl Instance {
         pre: &ProviderPre<HostState>,
         provider: Arc<str>,
         settings: Arc<ProviderSettings>,
+        kill: Arc<KillSwitch>,
     ) -> Result<Self> {
         let limits = &settings.limits;
         let mut store = Store::new(engine.engine(), HostState::new(provider, &settings));
         store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_callback(|ctx| {
-            if Instant::now() >= ctx.data().deadline {
+        let switch = kill.clone();
+        store.epoch_deadline_callback(move |ctx| {
+            if switch.is_triggered() || Instant::now() >= ctx.data().deadline {
                 Ok(UpdateDeadline::Interrupt)
             } else {
                 Ok(UpdateDeadline::Yield(1))
@@ -101,6 +150,7 @@ impl Instance {
             bindings,
             settings,
             fuel_enabled,
+            kill,
             grace: engine.config().epoch_tick * 4,
             retired: false,
             last_fuel_used: 0,
@@ -112,6 +162,10 @@ impl Instance {
     fn begin(&mut self, timeout: Duration) -> Result<Instant> {
         if self.retired {
             return Err(Error::new(ErrorCode::Internal, "instance is retired"));
+        }
+        if self.kill.is_triggered() {
+            self.retired = true;
+            return Err(cut_off());
         }
         let deadline = Instant::now() + timeout;
         arm(
@@ -128,7 +182,7 @@ impl Instance {
         &mut self,
         what: &'static str,
         timeout: Duration,
-        outcome: std::result::Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
+        outcome: Option<std::result::Result<wasmtime::Result<T>, tokio::time::error::Elapsed>>,
     ) -> Result<T> {
         self.last_fuel_used = if self.fuel_enabled {
             self.settings
@@ -139,8 +193,16 @@ impl Instance {
             0
         };
         self.fuel_unreported += self.last_fuel_used;
+        let Some(outcome) = outcome else {
+            self.retired = true;
+            return Err(cut_off());
+        };
         match outcome {
             Ok(Ok(v)) => Ok(v),
+            Ok(Err(_)) if self.kill.is_triggered() => {
+                self.retired = true;
+                Err(cut_off())
+            }
             Ok(Err(e)) => {
                 self.retired = true;
                 Err(classify(e, self.store.data(), &self.settings.limits, what))
@@ -275,6 +337,13 @@ fn arm(store: &mut Store<HostState>, fuel: bool, limits: &Limits, deadline: Inst
     data.begin_call(deadline);
     data.limiter.memory_limit_hit = false;
     data.log_limit_hit = false;
+}
+
+fn cut_off() -> Error {
+    Error::new(
+        ErrorCode::ShuttingDown,
+        "call cut off: the provider was disposed while it was still running",
+    )
 }
 
 pub(crate) fn too_large(size: u64, cap: u64) -> Error {

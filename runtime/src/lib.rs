@@ -17,10 +17,18 @@
 //! | `instance` | one instance in its own `Store`, with guarded calls (private) |
 //! | [`pool`] | a provider's bounded instance pool |
 //! | [`provider`] | the handle used to call a loaded provider, and streams |
+//! | [`registry`] | the registry: register/unregister, look-ups, snapshots, guarded calls |
+//! | [`registry_config`] | the registry's settings (health, breaker, lifecycle) |
+//! | [`lifecycle`] | initialize/start/stop/restart/dispose, and graceful shutdown |
+//! | [`health`] | health check results and the debounced status |
+//! | [`monitor`] | health checks and periodic monitoring tasks |
 //! | [`circuit_breaker`] | per-provider circuit breaker with an injectable clock |
 //! | [`events`] | registry events and their bus |
+//! | [`stats`] | per-provider call counters and latency histogram |
+//! | [`builtins`] | provider components embedded in the binary |
 //! | [`cli`] | the `tamma` command line |
 
+pub mod builtins;
 pub mod circuit_breaker;
 pub mod cli;
 pub mod compile_cache;
@@ -28,11 +36,17 @@ pub mod egress;
 pub mod engine;
 pub mod error;
 pub mod events;
+pub mod health;
+pub mod lifecycle;
 pub mod limits;
+pub mod monitor;
 pub mod pool;
 pub mod provider;
+pub mod registry;
+pub mod registry_config;
 pub mod sandbox;
 pub mod settings;
+pub mod stats;
 pub mod types;
 
 #[doc(hidden)]
@@ -45,5 +59,9 @@ mod instance;
 pub use error::{Error, ErrorCode, Result};
 pub use limits::Limits;
 pub use provider::{CompletionStream, ProviderInstance};
+pub use registry::{
+    ComponentSource, Origin, ProviderHandle, ProviderState, Registration, Registry,
+};
+pub use registry_config::RegistryConfig;
 pub use sandbox::{LoadedComponent, Sandbox};
 pub use settings::ProviderSettings;

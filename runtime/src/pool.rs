@@ -16,9 +16,10 @@ use crate::bindings::ProviderPre;
 use crate::engine::SandboxEngine;
 use crate::error::{Error, ErrorCode, Result};
 use crate::host::HostState;
-use crate::instance::Instance;
+use crate::instance::{Instance, KillSwitch};
 use crate::limits::Limits;
 use crate::settings::ProviderSettings;
+use crate::types::Health;
 
 /// Counters of one pool, for metrics and snapshots.
 #[derive(Debug, Default)]
@@ -29,6 +30,7 @@ pub(crate) struct PoolCounters {
     waiting: AtomicU64,
     overloaded: AtomicU64,
     fuel_used: AtomicU64,
+    health_checks: AtomicU64,
 }
 
 /// A point-in-time view of a pool.
@@ -48,6 +50,8 @@ pub struct PoolStats {
     pub idle: u64,
     /// Fuel burnt by all calls.
     pub fuel_used: u64,
+    /// Health checks run (counted apart from traffic).
+    pub health_checks: u64,
 }
 
 pub(crate) struct InstancePool {
@@ -58,7 +62,11 @@ pub(crate) struct InstancePool {
     idle: Mutex<Vec<Instance>>,
     permits: Arc<Semaphore>,
     closed: AtomicBool,
+    kill: Arc<KillSwitch>,
     counters: PoolCounters,
+    /// A spare instance for health checks when every pooled one is busy, so a
+    /// check never queues behind traffic nor takes a traffic slot.
+    probe: tokio::sync::Mutex<Option<Instance>>,
 }
 
 impl InstancePool {
@@ -76,7 +84,9 @@ impl InstancePool {
             settings: Arc::new(settings),
             idle: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
+            kill: Arc::new(KillSwitch::default()),
             counters: PoolCounters::default(),
+            probe: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -92,6 +102,7 @@ impl InstancePool {
             &self.pre,
             self.name.clone(),
             self.settings.clone(),
+            self.kill.clone(),
         )
         .await?;
         inst.initialize(&self.settings.config).await?;
@@ -100,10 +111,46 @@ impl InstancePool {
     }
 
     /// Put an instance into the idle list (used to keep the one created at
-    /// registration warm).
+    /// registration warm); a retired one is dropped and counted.
     pub(crate) fn put_idle(&self, inst: Instance) {
-        if !inst.retired {
+        if inst.retired {
+            self.counters.retired.fetch_add(1, Ordering::Relaxed);
+        } else {
             self.idle().push(inst);
+        }
+    }
+
+    /// Run the guest's health check without waiting for capacity: on an idle
+    /// instance when one is free, else on the dedicated probe instance.
+    pub(crate) async fn health_check(&self, timeout: std::time::Duration) -> Result<Health> {
+        if self.is_closed() {
+            return Err(Error::new(
+                ErrorCode::ProviderStopped,
+                "provider is shutting down",
+            ));
+        }
+        self.counters.health_checks.fetch_add(1, Ordering::Relaxed);
+        let idle = self.idle().pop();
+        if let Some(mut inst) = idle {
+            let r = inst.health_check(timeout).await;
+            self.put_idle(inst);
+            return r;
+        }
+        let Ok(mut probe) = self.probe.try_lock() else {
+            return Err(Error::new(
+                ErrorCode::Overloaded,
+                "a health check is already running",
+            ));
+        };
+        if probe.as_ref().is_none_or(|i| i.retired) {
+            if probe.take().is_some() {
+                self.counters.retired.fetch_add(1, Ordering::Relaxed);
+            }
+            *probe = Some(self.spawn().await?);
+        }
+        match probe.as_mut() {
+            Some(inst) => inst.health_check(timeout).await,
+            None => Err(Error::new(ErrorCode::Internal, "probe instance missing")),
         }
     }
 
@@ -155,9 +202,9 @@ impl InstancePool {
         })
     }
 
-    /// Refuse new calls, wait (up to `wait`) for running ones, then `dispose` every
-    /// idle instance, each bounded by the dispose timeout. Returns whether every
-    /// instance was disposed cleanly.
+    /// Refuse new calls, wait (up to `wait`) for running ones — cutting off those
+    /// still running then — and `dispose` every idle instance, each bounded by the
+    /// dispose timeout. Returns whether everything stopped cleanly.
     pub(crate) async fn close(&self, wait: std::time::Duration) -> bool {
         self.closed.store(true, Ordering::Release);
         let all = self.limits().max_concurrency;
@@ -165,11 +212,26 @@ impl InstancePool {
             .await
             .map(|r| r.is_ok())
             .unwrap_or(false);
+        if !drained {
+            tracing::warn!(provider = %self.name, "calls still running at dispose; cutting them off");
+            self.kill.trigger();
+        }
         self.permits.close();
-        let instances: Vec<Instance> = std::mem::take(&mut *self.idle());
-        let mut clean = drained;
+        let mut instances: Vec<Instance> = std::mem::take(&mut *self.idle());
+        if let Ok(mut probe) = self.probe.try_lock() {
+            instances.extend(probe.take());
+        }
+        // Dispose in parallel: each is bounded by the dispose timeout, so the whole
+        // step is too.
+        let mut set = tokio::task::JoinSet::new();
         for mut inst in instances {
-            if let Err(e) = inst.dispose().await {
+            set.spawn(async move { inst.dispose().await });
+        }
+        let mut clean = drained;
+        while let Some(joined) = set.join_next().await {
+            if let Ok(Err(e)) | Err(e) =
+                joined.map_err(|j| Error::new(ErrorCode::Internal, j.to_string()))
+            {
                 tracing::warn!(provider = %self.name, code = %e.code, error = %e.message, "dispose failed");
                 clean = false;
             }
@@ -195,6 +257,7 @@ impl InstancePool {
             overloaded: c.overloaded.load(Ordering::Relaxed),
             idle: self.idle().len() as u64,
             fuel_used: c.fuel_used.load(Ordering::Relaxed),
+            health_checks: c.health_checks.load(Ordering::Relaxed),
         }
     }
 }

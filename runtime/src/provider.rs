@@ -14,6 +14,8 @@ use crate::error::{Error, Result};
 use crate::instance::too_large;
 use crate::limits::Limits;
 use crate::pool::{InstancePool, Lease, PoolStats};
+use crate::sandbox::LoadedComponent;
+use crate::settings::ProviderSettings;
 use crate::types::{
     Capabilities, CompletionRequest, CompletionResponse, Health, ModelInfo, StreamChunk,
 };
@@ -27,7 +29,7 @@ pub struct ProviderInstance {
 struct Inner {
     pool: Arc<InstancePool>,
     capabilities: Capabilities,
-    sha256: String,
+    component: LoadedComponent,
 }
 
 impl std::fmt::Debug for ProviderInstance {
@@ -35,20 +37,39 @@ impl std::fmt::Debug for ProviderInstance {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProviderInstance")
             .field("name", &self.name())
-            .field("sha256", &self.inner.sha256)
+            .field("sha256", &self.inner.component.sha256)
             .finish_non_exhaustive()
     }
 }
 
 impl ProviderInstance {
-    pub(crate) fn new(pool: Arc<InstancePool>, capabilities: Capabilities, sha256: String) -> Self {
+    pub(crate) fn new(
+        pool: Arc<InstancePool>,
+        capabilities: Capabilities,
+        component: LoadedComponent,
+    ) -> Self {
         ProviderInstance {
             inner: Arc::new(Inner {
                 pool,
                 capabilities,
-                sha256,
+                component,
             }),
         }
+    }
+
+    /// The component it runs (to create fresh instances on restart).
+    pub fn component(&self) -> &LoadedComponent {
+        &self.inner.component
+    }
+
+    /// Its settings.
+    pub fn settings(&self) -> &ProviderSettings {
+        &self.inner.pool.settings
+    }
+
+    /// Whether two handles refer to the same running provider (not a replacement).
+    pub fn same_as(&self, other: &ProviderInstance) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
     }
 
     /// The provider's name.
@@ -63,7 +84,7 @@ impl ProviderInstance {
 
     /// SHA-256 of the component.
     pub fn component_sha256(&self) -> &str {
-        &self.inner.sha256
+        &self.inner.component.sha256
     }
 
     /// The sandbox limits in force.
@@ -137,20 +158,17 @@ impl ProviderInstance {
         .await
     }
 
-    /// Ask the guest for its health, bounded by `timeout`.
+    /// Ask the guest for its health, bounded by `timeout`. Never waits for a
+    /// traffic slot: it uses an idle instance or a dedicated probe instance.
     pub async fn health_check(&self, timeout: Duration) -> Result<Health> {
         let span =
             tracing::debug_span!("provider_call", provider = %self.name(), op = "health_check");
-        async {
-            let mut lease = self.lease().await?;
-            lease
-                .instance()
-                .health_check(timeout)
-                .await
-                .map_err(|e| self.tag(e))
-        }
-        .instrument(span)
-        .await
+        self.inner
+            .pool
+            .health_check(timeout)
+            .instrument(span)
+            .await
+            .map_err(|e| self.tag(e))
     }
 
     /// Refuse new calls, let running ones finish (up to `wait`), then call `dispose`

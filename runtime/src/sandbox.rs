@@ -190,7 +190,7 @@ impl Sandbox {
             .await
             .map_err(|e| e.with_provider(name))?;
         pool.put_idle(first);
-        Ok(ProviderInstance::new(pool, caps, component.sha256.clone()))
+        Ok(ProviderInstance::new(pool, caps, component.clone()))
     }
 }
 

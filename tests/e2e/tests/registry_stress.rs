@@ -1,0 +1,146 @@
+//! Concurrency: many tasks of mixed registry operations, then the invariants; and
+//! memory returns to its starting level when everything is unregistered.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tamma_e2e::{guest, sandbox};
+use tamma_runtime::types::CompletionRequest;
+use tamma_runtime::{ComponentSource, ErrorCode, Registration, Registry, RegistryConfig};
+
+const NAMES: [&str; 6] = ["p0", "p1", "p2", "p3", "p4", "p5"];
+
+fn echo() -> Registration {
+    Registration::new(ComponentSource::File(guest("echo")))
+}
+
+/// A tiny deterministic generator so failures can be replayed.
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_operations_from_many_tasks_leave_the_registry_consistent() {
+    let r = Registry::new(sandbox(), RegistryConfig::default()).unwrap();
+    let answered = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for t in 0..8u64 {
+        let r = r.clone();
+        let answered = answered.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut rng = Lcg(t + 1);
+            for i in 0..150 {
+                let name = NAMES[(rng.next() % NAMES.len() as u64) as usize];
+                match rng.next() % 10 {
+                    0 | 1 => match r.register(name, echo()).await {
+                        Ok(_) => {}
+                        Err(e) => assert_eq!(e.code, ErrorCode::AlreadyExists, "{e}"),
+                    },
+                    2 => match r.unregister(name).await {
+                        Ok(_) => {}
+                        Err(e) => assert_eq!(e.code, ErrorCode::NotFound, "{e}"),
+                    },
+                    3 => {
+                        // Every visible provider can be looked up.
+                        for n in r.names() {
+                            match r.snapshot_of(&n) {
+                                Ok(s) => assert_eq!(s.name, n),
+                                Err(e) => assert_eq!(e.code, ErrorCode::NotFound),
+                            }
+                        }
+                    }
+                    4 => match r.restart(name).await {
+                        Ok(()) => {}
+                        Err(e) => assert_eq!(e.code, ErrorCode::NotFound, "{e}"),
+                    },
+                    _ => {
+                        let text = format!("task {t} call {i}");
+                        match r
+                            .complete(name, &CompletionRequest::prompt("echo-1", &text))
+                            .await
+                        {
+                            Ok(resp) => {
+                                // Never someone else's answer, never a disposed instance's.
+                                assert_eq!(resp.content, text);
+                                answered.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(e) => assert!(
+                                matches!(e.code, ErrorCode::NotFound | ErrorCode::ProviderStopped),
+                                "unexpected {e}"
+                            ),
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("no task panicked");
+    }
+    assert!(answered.load(Ordering::Relaxed) > 0);
+
+    // Invariants: names are unique, each visible one is ready and answers, the
+    // snapshot agrees with the names, and no reservation was left behind (every
+    // invisible name can be registered).
+    let names = r.names();
+    let unique: HashSet<_> = names.iter().collect();
+    assert_eq!(unique.len(), names.len());
+    assert_eq!(r.snapshot().len(), names.len());
+    for n in &names {
+        let resp = r
+            .complete(n, &CompletionRequest::prompt("echo-1", "final"))
+            .await
+            .unwrap();
+        assert_eq!(resp.content, "final");
+        let s = r.snapshot_of(n).unwrap();
+        assert_eq!(s.pool.unwrap().in_use, 0, "no call left running on {n}");
+    }
+    for n in NAMES.iter().filter(|n| !names.iter().any(|m| m == *n)) {
+        r.register(n, echo()).await.expect("no stale reservation");
+    }
+    assert_eq!(r.names().len(), NAMES.len());
+}
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unregistering_everything_returns_memory_to_its_starting_level() {
+    let r = Registry::new(sandbox(), RegistryConfig::default()).unwrap();
+    // Warm up once so one-time allocations (compiled code, caches) are not counted.
+    r.register("warm", echo()).await.unwrap();
+    r.unregister("warm").await.unwrap();
+    let start = rss_bytes();
+    for i in 0..150 {
+        r.register(&format!("m{i}"), echo()).await.unwrap();
+    }
+    let peak = rss_bytes();
+    for i in 0..150 {
+        r.unregister(&format!("m{i}")).await.unwrap();
+    }
+    let end = rss_bytes();
+    let grown = peak.saturating_sub(start);
+    let left = end.saturating_sub(start);
+    eprintln!("rss: start {start} peak {peak} end {end}");
+    assert!(grown > 0, "registering 150 providers used memory");
+    // Allocators keep some freed memory; most must come back.
+    assert!(
+        left <= grown / 3 + 4 * 1024 * 1024,
+        "start {start} peak {peak} end {end}"
+    );
+}
