@@ -26,7 +26,8 @@
 //! | [`events`] | registry events and their bus |
 //! | [`stats`] | per-provider call counters and latency histogram |
 //! | [`builtins`] | provider components embedded in the binary |
-//! | [`cli`] | the `tamma` command line |
+//! | [`server`] | `tamma serve`: OpenAI-compatible gateway, admin API, probes, metrics |
+//! | [`cli`] | the `tamma` command line (`cli/`: one file per group of subcommands) |
 
 pub mod builtins;
 pub mod circuit_breaker;
@@ -45,6 +46,7 @@ pub mod provider;
 pub mod registry;
 pub mod registry_config;
 pub mod sandbox;
+pub mod server;
 pub mod settings;
 pub mod stats;
 pub mod types;

@@ -17,6 +17,9 @@ use crate::limits::Limits;
 use crate::sandbox::Sandbox;
 use crate::types::CompletionRequest;
 
+pub mod config_cmds;
+pub mod serve;
+
 /// Tamma: run AI providers as sandboxed WebAssembly components.
 #[derive(Debug, Parser)]
 #[command(name = "tamma", version, about, propagate_version = true)]
@@ -32,6 +35,12 @@ pub enum Command {
     Run(RunArgs),
     /// Check a component against the provider world and print its capabilities.
     Inspect(InspectArgs),
+    /// Serve the OpenAI-compatible gateway and the admin API.
+    Serve(serve::ServeArgs),
+    /// Print the JSON Schema of the configuration file.
+    Schema(config_cmds::SchemaArgs),
+    /// Check a configuration file; exits non-zero on problems.
+    Validate(config_cmds::ValidateArgs),
 }
 
 /// Options shared by commands that load a component.
@@ -151,10 +160,15 @@ pub async fn main(cli: Cli) -> i32 {
     let json = match &cli.command {
         Command::Run(a) => a.load.json,
         Command::Inspect(a) => a.load.json,
+        Command::Serve(_) | Command::Schema(_) => false,
+        Command::Validate(a) => a.json,
     };
     let result = match cli.command {
         Command::Run(args) => run(args).await,
         Command::Inspect(args) => inspect(args).await,
+        Command::Serve(args) => serve::serve(args).await,
+        Command::Schema(args) => config_cmds::schema(args),
+        Command::Validate(args) => config_cmds::validate(args),
     };
     match result {
         Ok(()) => 0,
