@@ -36,6 +36,8 @@ pub enum CacheOutcome {
     Rebuilt,
     /// Caching is off: compiled.
     Disabled,
+    /// The same component was already loaded in this process: shared, not reloaded.
+    Memory,
 }
 
 /// The compile cache; cheap to clone.

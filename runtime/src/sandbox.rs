@@ -2,8 +2,9 @@
 //! compile cache), type-checking against the `tamma:provider/provider` world, and
 //! creating a provider's instance pool.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
 use wasmtime::component::{Component, HasSelf, Linker};
 
@@ -26,16 +27,25 @@ pub struct Sandbox {
     engine: SandboxEngine,
     linker: Arc<Linker<HostState>>,
     cache: CompileCache,
+    /// Components already in memory, by SHA-256: a thousand providers running one
+    /// component share one copy of its compiled code (a few hundred KiB each
+    /// otherwise). Weak, so unregistering the last user frees the code.
+    loaded: Arc<Mutex<HashMap<String, Weak<Compiled>>>>,
+}
+
+/// The compiled code and its pre-linked instance template.
+struct Compiled {
+    pre: ProviderPre<HostState>,
+    component: Component,
 }
 
 /// A compiled, type-checked component, ready to instantiate any number of times.
 #[derive(Clone)]
 pub struct LoadedComponent {
-    pre: ProviderPre<HostState>,
-    component: Component,
+    compiled: Arc<Compiled>,
     /// Hex SHA-256 of the component bytes.
     pub sha256: String,
-    /// Whether the compiled code came from the cache.
+    /// Whether the compiled code came from the cache (or was already in memory).
     pub cache: CacheOutcome,
     /// Size of the component, bytes.
     pub size: usize,
@@ -54,11 +64,11 @@ impl std::fmt::Debug for LoadedComponent {
 impl LoadedComponent {
     /// The compiled component.
     pub fn component(&self) -> &Component {
-        &self.component
+        &self.compiled.component
     }
 
     pub(crate) fn pre(&self) -> &ProviderPre<HostState> {
-        &self.pre
+        &self.compiled.pre
     }
 }
 
@@ -80,6 +90,7 @@ impl Sandbox {
             engine,
             linker: Arc::new(linker),
             cache,
+            loaded: Arc::default(),
         })
     }
 
@@ -117,15 +128,33 @@ impl Sandbox {
     pub fn load(&self, bytes: &[u8]) -> Result<LoadedComponent> {
         check_header(bytes)?;
         let sha256 = sha256_hex(bytes);
+        let in_memory = self.loaded().get(&sha256).and_then(Weak::upgrade);
+        if let Some(compiled) = in_memory {
+            return Ok(LoadedComponent {
+                compiled,
+                sha256,
+                cache: CacheOutcome::Memory,
+                size: bytes.len(),
+            });
+        }
         let (component, cache) = self.cache.load_or_compile(&self.engine, bytes, &sha256)?;
         let pre = self.type_check(&component)?;
+        let compiled = Arc::new(Compiled { pre, component });
+        {
+            let mut loaded = self.loaded();
+            loaded.retain(|_, w| w.strong_count() > 0);
+            loaded.insert(sha256.clone(), Arc::downgrade(&compiled));
+        }
         Ok(LoadedComponent {
-            pre,
-            component,
+            compiled,
             sha256,
             cache,
             size: bytes.len(),
         })
+    }
+
+    fn loaded(&self) -> std::sync::MutexGuard<'_, HashMap<String, Weak<Compiled>>> {
+        self.loaded.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Check that a compiled component's imports are all provided by the host and
@@ -181,7 +210,7 @@ impl Sandbox {
         let pool = InstancePool::new(
             Arc::from(name),
             self.engine.clone(),
-            component.pre.clone(),
+            component.pre().clone(),
             settings,
         );
         let mut first = pool.spawn().await.map_err(|e| e.with_provider(name))?;
