@@ -14,7 +14,7 @@ use crate::compile_cache::CompileCache;
 use crate::engine::{EngineConfig, SandboxEngine};
 use crate::error::{Error, ErrorCode, Result};
 use crate::limits::Limits;
-use crate::sandbox::Sandbox;
+use crate::sandbox::{LoadedComponent, Sandbox};
 use crate::types::CompletionRequest;
 
 pub mod config_cmds;
@@ -149,6 +149,40 @@ impl LoadArgs {
     }
 }
 
+/// Load (and on first use compile) a component. Compiling a 10–20 MB JavaScript
+/// or Python component takes seconds; say so on stderr instead of staying silent.
+pub async fn load_with_progress(sandbox: &Sandbox, path: &Path) -> Result<LoadedComponent> {
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let task = {
+        let sandbox = sandbox.clone();
+        let path = path.to_path_buf();
+        tokio::task::spawn_blocking(move || sandbox.load_file(&path))
+    };
+    tokio::pin!(task);
+    let started = std::time::Instant::now();
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            joined = &mut task => {
+                let loaded = joined.map_err(|e| Error::new(ErrorCode::Internal, format!("loading task failed: {e}")))??;
+                if started.elapsed().as_secs() >= 1 {
+                    eprintln!("tamma: compiled {} in {:.1} s (cached for next time)", path.display(), started.elapsed().as_secs_f64());
+                }
+                return Ok(loaded);
+            }
+            _ = tick.tick() => {
+                eprintln!(
+                    "tamma: compiling {} ({:.1} MiB) ... {} s",
+                    path.display(),
+                    size as f64 / 1048576.0,
+                    started.elapsed().as_secs()
+                );
+            }
+        }
+    }
+}
+
 fn provider_name(path: &Path) -> String {
     path.file_stem()
         .map(|s| s.to_string_lossy().to_string())
@@ -222,8 +256,8 @@ fn build_request(args: &RunArgs, default_model: &str) -> Result<CompletionReques
 async fn run(args: RunArgs) -> Result<()> {
     let sandbox = args.load.sandbox()?;
     let name = provider_name(&args.component);
-    let loaded = sandbox
-        .load_file(&args.component)
+    let loaded = load_with_progress(&sandbox, &args.component)
+        .await
         .map_err(|e| e.with_provider(&name))?;
     let provider = sandbox
         .instantiate(&name, &loaded, args.load.config.clone(), args.load.limits())
@@ -286,8 +320,8 @@ async fn run(args: RunArgs) -> Result<()> {
 async fn inspect(args: InspectArgs) -> Result<()> {
     let sandbox = args.load.sandbox()?;
     let name = provider_name(&args.component);
-    let loaded = sandbox
-        .load_file(&args.component)
+    let loaded = load_with_progress(&sandbox, &args.component)
+        .await
         .map_err(|e| e.with_provider(&name))?;
     let provider = sandbox
         .instantiate(&name, &loaded, args.load.config.clone(), args.load.limits())

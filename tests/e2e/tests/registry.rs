@@ -654,3 +654,39 @@ async fn secrets_never_appear_in_snapshots_events_or_debug() {
         assert!(!serde_json::to_string(&e).unwrap().contains(secret));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_loaded_by_the_caller_can_be_registered_and_restarted() {
+    let r = registry();
+    let sb = sandbox();
+    let loaded = sb.load_file(&guest("test_provider")).unwrap();
+    let inst = sb
+        .instantiate(
+            "mine",
+            &loaded,
+            vec![("reply".into(), "pre".into())],
+            Limits::default(),
+        )
+        .await
+        .unwrap();
+    let snap = r
+        .register_instance(
+            "mine",
+            inst,
+            tamma_runtime::Origin::Api,
+            Some("1.2.3".into()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(snap.metadata.version.as_deref(), Some("1.2.3"));
+    assert_eq!(
+        r.complete("mine", &ask("x")).await.unwrap().content,
+        "pre:x"
+    );
+    // Restart re-creates it from the same component and configuration.
+    r.restart("mine").await.unwrap();
+    assert_eq!(
+        r.complete("mine", &ask("y")).await.unwrap().content,
+        "pre:y"
+    );
+}
