@@ -61,6 +61,18 @@
 //! [`format!`] and send the record to the host's `log` import. Structured fields go
 //! first, in braces: `info!({ "model" => model, "tokens" => n }, "done in {} ms", ms)`.
 //!
+//! ## Talking to an upstream API
+//!
+//! [`http`] is a small blocking client over `wasi:http/outgoing-handler`
+//! (`http::Request::post(url).header(..).json_body(..).send()`), with error mapping
+//! for HTTP statuses ([`http::status_error`]) and transport failures
+//! ([`http::transport_error`]), `retry-after` parsing, and an incremental
+//! server-sent-events reader ([`http::Response::into_sse`], parser in [`sse`]).
+//! Secrets are never given to the guest: put `{{secret:NAME}}` in a header and the
+//! host substitutes it when the request leaves the sandbox. [`StreamAccumulator`]
+//! folds stream chunks back into a whole response. `guests/openai` and
+//! `guests/anthropic` are complete examples.
+//!
 //! ## WASI
 //!
 //! The bindings for the WASI interfaces the world imports (`wasi:http/outgoing-handler`,
@@ -94,11 +106,14 @@ pub mod wasi {
     pub use crate::bindings::wasi::*;
 }
 
+mod accumulate;
 mod config;
 mod error;
 mod helpers;
+pub mod http;
 mod log;
 mod provider;
+pub mod sse;
 mod stream;
 
 pub use crate::bindings::tamma::provider::host::LogLevel;
@@ -107,6 +122,7 @@ pub use crate::bindings::tamma::provider::types::{
     HealthStatus, Message, ModelInfo, ProviderError, Role, StreamChunk, ToolCall, ToolCallDelta,
     ToolDefinition, Usage,
 };
+pub use accumulate::{collect_stream, StreamAccumulator};
 pub use config::Config;
 pub use helpers::last_user_message;
 pub use log::log;
