@@ -3,9 +3,9 @@ CARGO        ?= cargo
 GUEST_TARGET := wasm32-wasip2
 GUEST_DIR    := target/$(GUEST_TARGET)/guest
 TAMMA        := target/debug/tamma
-HOST_CRATES  := --exclude tamma-runtime --exclude tamma-e2e
+HOST_CRATES  := --exclude tamma-runtime --exclude tamma-e2e --exclude tamma-mock-upstream
 
-.PHONY: all setup guests build demo test bench fmt lint clean
+.PHONY: all setup guests guests-js guests-py build demo test bench fmt lint clean
 
 all: build
 
@@ -14,8 +14,54 @@ setup:
 	@rustup target list --installed | grep -qx '$(GUEST_TARGET)' || rustup target add $(GUEST_TARGET)
 
 ## guests: build every guest component into target/wasm32-wasip2/guest/
-guests: setup
+guests: setup guests-js guests-py
 	$(CARGO) build --target $(GUEST_TARGET) --profile guest --workspace $(HOST_CRATES)
+
+# JavaScript and Python providers. The toolchains are pinned (guests/js-sdk/
+# package-lock.json, guests/py-sdk/requirements.txt) and installed into ignored
+# repo-local directories; every component is a file target, rebuilt only when its
+# sources, its SDK, the WIT or the toolchain pin changed.
+NODE            ?= node
+NPM             ?= npm
+PYTHON          ?= python3
+WIT_FILES       := $(wildcard wit/*.wit wit/deps/*.wit)
+WORLD           := tamma:provider/provider
+JS_SDK          := guests/js-sdk
+JS_TOOLCHAIN    := $(JS_SDK)/node_modules/.package-lock.json
+COMPONENTIZE_JS := $(NODE) $(JS_SDK)/node_modules/@bytecodealliance/componentize-js/src/cli.js
+JS_GUESTS       := $(patsubst guests/js-%/src/index.js,$(GUEST_DIR)/js_%.wasm,$(wildcard guests/js-*/src/index.js))
+PY_SDK          := guests/py-sdk
+PY_VENV         := target/py-venv
+PY_TOOLCHAIN    := $(PY_VENV)/.installed
+PY_GUESTS       := $(patsubst guests/py-%/app.py,$(GUEST_DIR)/py_%.wasm,$(wildcard guests/py-*/app.py))
+
+## guests-js: the JavaScript providers (componentize-js), e.g. target/wasm32-wasip2/guest/js_echo.wasm
+guests-js: $(JS_GUESTS)
+
+## guests-py: the Python providers (componentize-py), e.g. target/wasm32-wasip2/guest/py_echo.wasm
+guests-py: $(PY_GUESTS)
+
+$(JS_TOOLCHAIN): $(JS_SDK)/package.json $(JS_SDK)/package-lock.json
+	cd $(JS_SDK) && $(NPM) ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(PY_TOOLCHAIN): $(PY_SDK)/requirements.txt
+	$(PYTHON) -m venv $(PY_VENV)
+	$(PY_VENV)/bin/pip install --quiet --disable-pip-version-check -r $<
+	@touch $@
+
+.SECONDEXPANSION:
+# guests/js-NAME/src/*.js -> js_NAME.wasm (no `fetch-event`: providers export no HTTP handler)
+$(GUEST_DIR)/js_%.wasm: $$(wildcard guests/js-$$*/src/*.js) $(JS_SDK)/tamma.js $(WIT_FILES) $(JS_TOOLCHAIN)
+	@mkdir -p $(@D)
+	$(COMPONENTIZE_JS) guests/js-$*/src/index.js --wit wit --world-name $(WORLD) --disable fetch-event -o $@
+
+# guests/py-NAME/app.py -> py_NAME.wasm; VIRTUAL_ENV keeps the machine's own
+# site-packages out of the component.
+$(GUEST_DIR)/py_%.wasm: $$(wildcard guests/py-$$*/*.py) $(wildcard $(PY_SDK)/tamma_provider/*.py) $(WIT_FILES) $(PY_TOOLCHAIN)
+	@mkdir -p $(@D)
+	VIRTUAL_ENV=$(abspath $(PY_VENV)) $(PY_VENV)/bin/componentize-py --quiet -d wit -w $(WORLD) \
+		componentize app -p guests/py-$* -p $(PY_SDK) -o $@
 
 ## build: the runtime (binary `tamma`) and the guests
 build: guests
