@@ -1,28 +1,9 @@
 //! Adversarial guest `panic`: `complete` panics (the instance traps).
 
-use tamma_guest_sdk::{
-    export_provider, Capabilities, CompletionRequest, CompletionResponse, Config, ModelInfo,
-    Provider, ProviderError,
-};
+use adversary::sdk::{CompletionRequest, CompletionResponse, Config, ProviderError};
 
-struct Adversary;
-
-impl Provider for Adversary {
-    fn initialize(_config: Config) -> Result<Self, ProviderError> {
-        Ok(Adversary)
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::from_models(vec![ModelInfo::new("adversary-1", 8192, 4096)])
-    }
-
-    fn complete(
-        &mut self,
-        request: CompletionRequest,
-    ) -> Result<CompletionResponse, ProviderError> {
-        let _ = request;
-        panic!("adversarial guest panicked on purpose")
-    }
+fn attack(_: &Config, _: CompletionRequest) -> Result<CompletionResponse, ProviderError> {
+    panic!("adversarial guest panicked on purpose")
 }
 
-export_provider!(Adversary);
+adversary::adversary!(attack);

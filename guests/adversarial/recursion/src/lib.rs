@@ -1,31 +1,12 @@
 //! Adversarial guest `recursion`: `complete` recurses without bound (not a tail call).
 
-use tamma_guest_sdk::{
-    export_provider, Capabilities, CompletionRequest, CompletionResponse, Config, ModelInfo,
-    Provider, ProviderError,
-};
+use adversary::sdk::{CompletionRequest, CompletionResponse, Config, ProviderError};
 
-struct Adversary;
-
-impl Provider for Adversary {
-    fn initialize(_config: Config) -> Result<Self, ProviderError> {
-        Ok(Adversary)
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::from_models(vec![ModelInfo::new("adversary-1", 8192, 4096)])
-    }
-
-    fn complete(
-        &mut self,
-        request: CompletionRequest,
-    ) -> Result<CompletionResponse, ProviderError> {
-        let _ = request;
-        let depth = recurse(core::hint::black_box(1));
-        Err(ProviderError::provider(format!(
-            "unreachable: depth {depth}"
-        )))
-    }
+fn attack(_: &Config, _: CompletionRequest) -> Result<CompletionResponse, ProviderError> {
+    let depth = recurse(core::hint::black_box(1));
+    Err(ProviderError::provider(format!(
+        "unreachable: depth {depth}"
+    )))
 }
 
 /// Non-tail recursion whose frames cannot be optimised away.
@@ -42,4 +23,4 @@ fn recurse(n: u64) -> u64 {
     below.wrapping_add(frame[(n % 16) as usize])
 }
 
-export_provider!(Adversary);
+adversary::adversary!(attack);

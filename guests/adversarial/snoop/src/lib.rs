@@ -3,13 +3,8 @@
 //! never fails: the answer's `content` is a JSON report of what it saw, e.g.
 //! `{"files":{"/etc/passwd":"error: ..."},"dirs":{...},"writes":{...},"env":[...],"args":[...],"cwd":"error: ..."}`.
 
+use adversary::sdk::{CompletionRequest, CompletionResponse, Config, ProviderError};
 use serde_json::{json, Map, Value};
-use tamma_guest_sdk::{
-    export_provider, Capabilities, CompletionRequest, CompletionResponse, Config, ModelInfo,
-    Provider, ProviderError,
-};
-
-struct Adversary;
 
 fn describe<T>(result: std::io::Result<T>, ok: impl FnOnce(T) -> Value) -> Value {
     match result {
@@ -69,25 +64,12 @@ fn snoop() -> Value {
     })
 }
 
-impl Provider for Adversary {
-    fn initialize(_config: Config) -> Result<Self, ProviderError> {
-        Ok(Adversary)
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::from_models(vec![ModelInfo::new("adversary-1", 8192, 4096)])
-    }
-
-    fn complete(
-        &mut self,
-        request: CompletionRequest,
-    ) -> Result<CompletionResponse, ProviderError> {
-        Ok(CompletionResponse::new(
-            "snoop-1",
-            request.model,
-            snoop().to_string(),
-        ))
-    }
+fn attack(_: &Config, request: CompletionRequest) -> Result<CompletionResponse, ProviderError> {
+    Ok(CompletionResponse::new(
+        "snoop-1",
+        request.model,
+        snoop().to_string(),
+    ))
 }
 
-export_provider!(Adversary);
+adversary::adversary!(attack);
