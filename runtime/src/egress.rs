@@ -1121,12 +1121,72 @@ impl WasiHttpHooks for EgressHooks {
     {
         let policy = self.policy.clone();
         let provider = self.provider.clone();
+        // If the request is refused or fails before its body is sent, the guest may
+        // still be writing that body; dropping the receiving end under it makes some
+        // guest runtimes (componentize-js) abort instead of seeing the HTTP error.
+        let request = request.map(|body| DrainOnDrop(Some(body)).boxed_unsync());
         Box::new(async move {
             let response = send(&policy, &provider, request, options).await?;
             // The pooled client drives connections on tasks of its own, so there is
             // no per-request I/O future to hand back.
             Ok((response, Box::new(async { Ok(()) }) as IoFuture))
         })
+    }
+}
+
+/// A request body that, if dropped before it ended, keeps reading (and discarding)
+/// what the guest still writes, up to a bound, so the guest's writes complete.
+struct DrainOnDrop(Option<WasiBody>);
+
+/// How much of an unsent body is read and discarded, and for how long.
+const DRAIN_BYTES: usize = 4 * 1024 * 1024;
+const DRAIN_TIME: Duration = Duration::from_secs(10);
+
+impl Body for DrainOnDrop {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+        match self.0.as_mut() {
+            Some(body) => Pin::new(body).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.0.as_ref().map(|b| b.size_hint()).unwrap_or_default()
+    }
+}
+
+impl Drop for DrainOnDrop {
+    fn drop(&mut self) {
+        let Some(mut body) = self.0.take() else {
+            return;
+        };
+        if body.is_end_stream() {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let drain = async {
+                    let mut seen = 0usize;
+                    while let Some(Ok(frame)) = body.frame().await {
+                        seen += frame.data_ref().map_or(0, |d| d.len());
+                        if seen > DRAIN_BYTES {
+                            break;
+                        }
+                    }
+                };
+                let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+            });
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use crate::limits::Limits;
 #[derive(Clone, Default)]
 pub struct ProviderSettings {
     /// Key/values passed to the guest's `initialize`. Never holds secrets: those live
-    /// in [`EgressPolicy::secrets`] and never enter the guest.
+    /// in the [`EgressPolicy`] and never enter the guest.
     pub config: Vec<(String, String)>,
     /// Sandbox limits.
     pub limits: Limits,

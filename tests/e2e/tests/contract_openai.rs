@@ -417,12 +417,10 @@ async fn py_openai_failed_post_is_a_network_error() {
     failed_post_is_a_network_error("py_openai").await
 }
 
-// Known issue (componentize-js 0.23.0 / StarlingMonkey): when a `fetch` with a
-// body fails at the transport level, the guest traps (`unreachable`) instead of
-// rejecting the promise: TRAP, instance retired. GET requests are not affected.
-// Run with `--ignored` to check a new componentize-js or host fix.
+// componentize-js (StarlingMonkey) aborts if the host drops a request body while
+// it is still writing it; the egress hook now drains such bodies (DrainOnDrop),
+// so a refused or failed POST is a `network-error` like in every other language.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "componentize-js: a fetch POST that fails below HTTP traps the guest"]
 async fn js_openai_failed_post_is_a_network_error() {
     failed_post_is_a_network_error("js_openai").await
 }
