@@ -76,6 +76,7 @@ demo: build
 ## test: the whole test suite (builds the guests first; host crates are the default members)
 test: guests
 	$(CARGO) test
+	$(CARGO) test -p tamma-guest-sdk -p tamma-guest-openai -p tamma-guest-anthropic
 
 ## bench: benchmarks (release build); prints `bench: <name> <value> <unit>` lines
 bench: guests
