@@ -39,16 +39,18 @@ pub const HALF_OPEN_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Tuning for one breaker. Serialized with durations as integer milliseconds
 /// (`monitoring_period_ms`, `recovery_timeout_ms`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct CircuitBreakerConfig {
     /// Failures within `monitoring_period` that open the breaker.
     pub failure_threshold: u32,
     /// Failures older than this are forgotten.
     #[serde(rename = "monitoring_period_ms", with = "duration_ms")]
+    #[schemars(with = "u64")]
     pub monitoring_period: Duration,
     /// How long the breaker stays open before probes are allowed.
     #[serde(rename = "recovery_timeout_ms", with = "duration_ms")]
+    #[schemars(with = "u64")]
     pub recovery_timeout: Duration,
     /// Probe calls allowed in flight at once while half-open.
     pub half_open_max_probes: u32,

@@ -26,6 +26,8 @@
 //! | [`events`] | registry events and their bus |
 //! | [`stats`] | per-provider call counters and latency histogram |
 //! | [`builtins`] | provider components embedded in the binary |
+//! | [`config`] | the configuration file: model, loading, validation, JSON Schema |
+//! | [`discovery`] | providers from the config file, plugin directory and environment; hot reload |
 //! | [`server`] | `tamma serve`: OpenAI-compatible gateway, admin API, probes, metrics |
 //! | [`cli`] | the `tamma` command line (`cli/`: one file per group of subcommands) |
 
@@ -33,6 +35,8 @@ pub mod builtins;
 pub mod circuit_breaker;
 pub mod cli;
 pub mod compile_cache;
+pub mod config;
+pub mod discovery;
 pub mod egress;
 pub mod engine;
 pub mod error;

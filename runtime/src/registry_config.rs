@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::circuit_breaker::CircuitBreakerConfig;
 
 /// Health monitoring.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct HealthConfig {
     /// Time between checks of one provider, ms. Default 30 000.
@@ -47,7 +47,7 @@ impl HealthConfig {
 }
 
 /// Lifecycle step deadlines.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct LifecycleConfig {
     /// Most time `initialize` may take (a provider's own limit may be lower), ms. Default 10 000.
@@ -81,7 +81,7 @@ impl LifecycleConfig {
 }
 
 /// All registry settings.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegistryConfig {
     /// Health monitoring.
