@@ -58,6 +58,14 @@ pub enum Event {
         from: String,
         to: String,
     },
+    /// A running provider was swapped for a new component or settings (hot reload).
+    ProviderReplaced {
+        provider: String,
+        source: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        version: Option<String>,
+        component_sha256: String,
+    },
 }
 
 impl Event {
@@ -70,7 +78,8 @@ impl Event {
             | Event::CircuitBreakerOpened { provider, .. }
             | Event::CircuitBreakerHalfOpen { provider }
             | Event::CircuitBreakerClosed { provider }
-            | Event::ProviderStateChanged { provider, .. } => provider,
+            | Event::ProviderStateChanged { provider, .. }
+            | Event::ProviderReplaced { provider, .. } => provider,
         }
     }
 
@@ -86,6 +95,7 @@ impl Event {
             Event::CircuitBreakerHalfOpen { .. } => "circuit-breaker-half-open",
             Event::CircuitBreakerClosed { .. } => "circuit-breaker-closed",
             Event::ProviderStateChanged { .. } => "provider-state-changed",
+            Event::ProviderReplaced { .. } => "provider-replaced",
         }
     }
 }
@@ -290,6 +300,12 @@ mod tests {
                 from: "loading".into(),
                 to: "ready".into(),
             },
+            Event::ProviderReplaced {
+                provider: p(),
+                source: "plugin".into(),
+                version: Some("2.0.0".into()),
+                component_sha256: "ab".into(),
+            },
         ]
     }
 
@@ -426,6 +442,7 @@ mod tests {
             "circuit-breaker-half-open",
             "circuit-breaker-closed",
             "provider-state-changed",
+            "provider-replaced",
         ];
         let events = all_variants();
         assert_eq!(events.len(), expected.len());

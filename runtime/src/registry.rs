@@ -75,6 +75,18 @@ pub enum Origin {
     Environment,
 }
 
+impl Origin {
+    /// Lowercase name, as in snapshots and events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Config => "config",
+            Origin::Plugin => "plugin",
+            Origin::Api => "api",
+            Origin::Environment => "environment",
+        }
+    }
+}
+
 /// Everything needed to register a provider.
 #[derive(Clone, Debug)]
 pub struct Registration {
@@ -182,7 +194,8 @@ pub struct ProviderSnapshot {
 /// One registered provider.
 pub(crate) struct Entry {
     pub(crate) name: String,
-    pub(crate) metadata: ProviderMetadata,
+    /// Replaced together with the component on hot reload.
+    metadata: RwLock<ProviderMetadata>,
     registered_at: SystemTime,
     state: Mutex<ProviderState>,
     /// The running provider; `None` while stopped, disposed or failed.
@@ -239,6 +252,13 @@ impl Entry {
         *self.template.write().unwrap_or_else(|p| p.into_inner()) = (component, settings);
     }
 
+    pub(crate) fn metadata(&self) -> ProviderMetadata {
+        self.metadata
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     pub(crate) fn is_removed(&self) -> bool {
         self.removed.load(Ordering::Acquire)
     }
@@ -267,7 +287,7 @@ impl Entry {
             metadata: ProviderMetadata {
                 component_sha256: component.sha256.clone(),
                 component_size: component.size,
-                ..self.metadata.clone()
+                ..self.metadata()
             },
             limits: settings.limits.clone(),
             allowed_hosts: settings.egress.allowed_hosts().to_vec(),
@@ -604,12 +624,9 @@ impl Registry {
         }
         self.emit(Event::ProviderRegistered {
             provider: name.clone(),
-            source: serde_json::to_value(entry.metadata.source)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default(),
+            source: origin_name(entry.metadata().source),
         });
-        tracing::info!(provider = %name, sha256 = %entry.metadata.component_sha256, "provider registered");
+        tracing::info!(provider = %name, sha256 = %entry.metadata().component_sha256, "provider registered");
         if self.inner.monitors.all_enabled() {
             self.start_monitoring(&name).ok();
         }
@@ -644,7 +661,7 @@ impl Registry {
         );
         Entry {
             name: name.to_string(),
-            metadata,
+            metadata: RwLock::new(metadata),
             registered_at: SystemTime::now(),
             state: Mutex::new(ProviderState::Ready),
             capabilities: RwLock::new(instance.capabilities().clone()),
@@ -712,6 +729,10 @@ impl Registry {
         self.check_open()?;
         let entry = self.entry(name)?;
         let settings = self.effective_settings(name, registration.settings)?;
+        let builtin = match &registration.source {
+            ComponentSource::Builtin(t) => Some(t.clone()),
+            _ => None,
+        };
         let loaded = self.load(registration.source).await.map_err(|e| {
             e.with_provider(name)
                 .wrap(ErrorCode::RegistrationFailed, "cannot load component")
@@ -727,11 +748,25 @@ impl Registry {
             fresh.dispose(fresh.limits().dispose_timeout()).await;
             return Err(not_found(name));
         }
+        let metadata = ProviderMetadata {
+            source: registration.origin,
+            version: registration.version,
+            component_sha256: loaded.sha256.clone(),
+            component_size: loaded.size,
+            builtin,
+        };
+        *entry.metadata.write().unwrap_or_else(|p| p.into_inner()) = metadata.clone();
         entry.set_template(loaded, settings);
         let old = entry.set_current(Some(fresh));
         self.set_state(&entry, ProviderState::Ready);
         entry.breaker.reset();
-        tracing::info!(provider = %name, "provider replaced");
+        self.emit(Event::ProviderReplaced {
+            provider: name.to_string(),
+            source: origin_name(metadata.source),
+            version: metadata.version.clone(),
+            component_sha256: metadata.component_sha256.clone(),
+        });
+        tracing::info!(provider = %name, sha256 = %metadata.component_sha256, "provider replaced");
         if let Some(old) = old {
             // Running calls finish on the old instances; new ones already use the
             // new instances.
@@ -809,6 +844,10 @@ impl Drop for Reservation {
             }
         }
     }
+}
+
+fn origin_name(origin: Origin) -> String {
+    origin.as_str().to_string()
 }
 
 pub(crate) fn not_found(name: &str) -> Error {

@@ -981,6 +981,6 @@ fn origin_name(o: Origin) -> &'static str {
 impl Registry {
     /// How the provider registered under `name` came to be, `None` when there is none.
     pub(crate) fn discovery_origin(&self, name: &str) -> Option<Origin> {
-        self.entry(name).ok().map(|e| e.metadata.source)
+        self.entry(name).ok().map(|e| e.metadata().source)
     }
 }

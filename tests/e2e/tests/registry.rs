@@ -690,3 +690,45 @@ async fn an_instance_loaded_by_the_caller_can_be_registered_and_restarted() {
         "pre:y"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replace_swaps_component_and_metadata_atomically() {
+    let r = registry();
+    let mut v1 = test_provider(&[("reply", "v1")]);
+    v1.version = Some("1.0.0".into());
+    r.register("swap", v1).await.unwrap();
+    // A call running on v1 when the swap happens finishes on v1.
+    let handle = r.get("swap").unwrap();
+    let running = tokio::spawn(async move {
+        handle
+            .complete(&ask("slow").with_metadata("hang_ms", "300"))
+            .await
+    });
+    while r.snapshot_of("swap").unwrap().pool.unwrap().in_use == 0 {
+        tokio::task::yield_now().await;
+    }
+    let mut sub = r.subscribe();
+    let mut v2 = Registration::new(ComponentSource::File(guest("echo")));
+    v2.version = Some("2.0.0".into());
+    v2.origin = tamma_runtime::Origin::Plugin;
+    let snap = r.replace("swap", v2).await.unwrap();
+    assert_eq!(snap.metadata.version.as_deref(), Some("2.0.0"));
+    assert_eq!(snap.metadata.source, tamma_runtime::Origin::Plugin);
+    assert_eq!(running.await.unwrap().unwrap().content, "v1:slow");
+    assert_eq!(
+        r.complete("swap", &ask("new")).await.unwrap().content,
+        "new"
+    );
+    assert!(kinds(&drain(&mut sub)).contains(&"provider-replaced"));
+    // A replacement that fails keeps the working version.
+    let junk: Arc<[u8]> = Arc::from(&b"junk"[..]);
+    let err = r
+        .replace("swap", Registration::new(ComponentSource::Bytes(junk)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::RegistrationFailed);
+    assert_eq!(
+        r.complete("swap", &ask("still")).await.unwrap().content,
+        "still"
+    );
+}
