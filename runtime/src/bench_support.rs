@@ -39,9 +39,14 @@ pub struct BareInstance {
 impl BareInstance {
     /// Instantiate and initialize.
     pub async fn new(sandbox: &Sandbox, component: &LoadedComponent) -> Result<Self> {
+        // Budgets are armed once and never re-armed, so make the log budget
+        // unlimited: the echo guest logs on every call.
+        let mut settings = ProviderSettings::default();
+        settings.limits.max_log_records_per_call = u32::MAX;
+        settings.limits.max_log_bytes_per_call = u64::MAX;
         let mut store = Store::new(
             sandbox.engine().engine(),
-            HostState::new(Arc::from("bench"), &ProviderSettings::default()),
+            HostState::new(Arc::from("bench"), &settings),
         );
         if sandbox.engine().config().consume_fuel {
             let _ = store.set_fuel(u64::MAX);

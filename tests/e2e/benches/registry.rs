@@ -57,7 +57,7 @@ async fn registration(cache: &std::path::Path, bytes: &Arc<[u8]>) {
         times.push(t.elapsed());
     }
     let rss = rss_bytes();
-    for (label, i) in [("1st", 0), ("100th", 99), ("1000th", 999)] {
+    for (label, i) in [("1st", 0usize), ("100th", 99), ("1000th", 999)] {
         // Median of a window around the nth registration, for stability.
         let lo = i.saturating_sub(5);
         let hi = (i + 5).min(times.len() - 1);
