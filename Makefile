@@ -67,11 +67,9 @@ $(GUEST_DIR)/py_%.wasm: $$(wildcard guests/py-$$*/*.py) $(wildcard $(PY_SDK)/tam
 build: guests
 	$(CARGO) build -p tamma-runtime
 
-## demo: run the built-in echo provider in the sandbox (no key, no network)
+## demo: start the gateway on its built-in default (echo), ask it over HTTP, stop it
 demo: build
-	$(TAMMA) run $(GUEST_DIR)/echo.wasm --prompt "Hello from inside the sandbox"
-	$(TAMMA) run $(GUEST_DIR)/echo.wasm --stream --prompt "streamed word by word from a WebAssembly component"
-	$(TAMMA) inspect $(GUEST_DIR)/echo.wasm
+	TAMMA=$(TAMMA) ./scripts/demo.sh
 
 ## test: the whole test suite (builds the guests first; host crates are the default members)
 test: guests

@@ -88,6 +88,38 @@ impl Config {
         })
     }
 
+    /// The placeholder for the provider's API key, by the convention the providers
+    /// share: the host secret named by `api_key_secret` (default `api_key`), or
+    /// `None` when that is set empty (servers without auth). A config that holds
+    /// `api_key` itself is refused: keys are host secrets and never enter the guest.
+    pub fn api_key_placeholder(&self) -> Result<Option<String>, ProviderError> {
+        if self.contains("api_key") {
+            return Err(ProviderError::invalid_request(
+                "api keys are given as secrets, not config",
+            ));
+        }
+        let name = self.get_or("api_key_secret", "api_key").trim();
+        if name.is_empty() {
+            return Ok(None);
+        }
+        crate::http::secret_placeholder(name)
+            .map(Some)
+            .map_err(|e| ProviderError::invalid_request(format!("api_key_secret: {}", e.message)))
+    }
+
+    /// `base_url` (or `default` when unset), trimmed and without trailing `/`,
+    /// checked to be an http(s) URL.
+    pub fn base_url(&self, default: &str) -> Result<String, ProviderError> {
+        let base_url = self
+            .get_or("base_url", default)
+            .trim()
+            .trim_end_matches('/')
+            .to_string();
+        crate::http::Url::parse(&base_url)
+            .map_err(|e| ProviderError::invalid_request(format!("base_url: {}", e.message)))?;
+        Ok(base_url)
+    }
+
     /// All entries, in the order given by the host.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.entries.iter().map(|(k, v)| (k.as_str(), v.as_str()))

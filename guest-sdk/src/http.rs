@@ -31,7 +31,7 @@ use std::collections::VecDeque;
 
 use crate::sse::{SseEvent, SseParser};
 use crate::wasi::http::types as wt;
-use crate::{ErrorCode, ProviderError};
+use crate::{ErrorCode, Health, ProviderError};
 
 /// Largest body [`Response::read_body`] accepts, bytes. The host caps a whole answer
 /// at a few MiB anyway; reading more would only push the guest towards its memory
@@ -321,6 +321,41 @@ pub fn status_error(
         err.with_retry_after_ms(retry_after_ms)
     } else {
         err
+    }
+}
+
+/// The health of an upstream from its answer to `probe`, a request that costs no
+/// tokens (such as `GET /models`), given as what [`Request::send`] returned:
+///
+/// | answer | health |
+/// |---|---|
+/// | not sent | unhealthy (unreachable) |
+/// | 2xx | healthy |
+/// | 401, 403 | unhealthy (credentials refused, with `refusal`'s account of the answer) |
+/// | 429 | degraded (rate limited) |
+/// | 5xx | unhealthy |
+/// | anything else | degraded (reachable) |
+///
+/// Providers check statuses their API gives another meaning first.
+pub fn probe_health(
+    probe: &str,
+    sent: Result<Response, ProviderError>,
+    refusal: impl FnOnce(Response) -> String,
+) -> Health {
+    let resp = match sent {
+        Ok(r) => r,
+        Err(e) => return Health::unhealthy(format!("upstream unreachable: {}", e.message)),
+    };
+    let status = resp.status();
+    match status {
+        200..=299 => Health::healthy(format!("{probe} answered {status}")),
+        401 | 403 => Health::unhealthy(format!(
+            "credentials refused (HTTP {status}): {}",
+            refusal(resp)
+        )),
+        429 => Health::degraded("rate limited (HTTP 429)"),
+        500..=599 => Health::unhealthy(format!("upstream failing (HTTP {status})")),
+        _ => Health::degraded(format!("reachable, but {probe} answered HTTP {status}")),
     }
 }
 

@@ -1219,44 +1219,26 @@ fn check_document(root: &Node, base_dir: &Path) -> ConfigCheck {
                 continue;
             }
             "health" => {
-                let v = c.checked(&e.node, &path, |h: &HealthConfig| {
-                    registry_lines(
-                        "health",
-                        RegistryConfig {
-                            health: h.clone(),
-                            ..RegistryConfig::default()
-                        },
-                    )
-                });
-                if let Some(v) = v {
+                let validate =
+                    registry_section("health", |rc, v: &HealthConfig| rc.health = v.clone());
+                if let Some(v) = c.checked(&e.node, &path, validate) {
                     config.health = v;
                 }
             }
             "circuit_breaker" => {
-                let v = c.checked(&e.node, &path, |b: &CircuitBreakerConfig| {
-                    registry_lines(
-                        "circuit_breaker",
-                        RegistryConfig {
-                            circuit_breaker: b.clone(),
-                            ..RegistryConfig::default()
-                        },
-                    )
-                });
-                if let Some(v) = v {
+                let validate =
+                    registry_section("circuit_breaker", |rc, v: &CircuitBreakerConfig| {
+                        rc.circuit_breaker = v.clone()
+                    });
+                if let Some(v) = c.checked(&e.node, &path, validate) {
                     config.circuit_breaker = v;
                 }
             }
             "lifecycle" => {
-                let v = c.checked(&e.node, &path, |l: &LifecycleConfig| {
-                    registry_lines(
-                        "lifecycle",
-                        RegistryConfig {
-                            lifecycle: l.clone(),
-                            ..RegistryConfig::default()
-                        },
-                    )
+                let validate = registry_section("lifecycle", |rc, v: &LifecycleConfig| {
+                    rc.lifecycle = v.clone()
                 });
-                if let Some(v) = v {
+                if let Some(v) = c.checked(&e.node, &path, validate) {
                     config.lifecycle = v;
                 }
             }
@@ -1293,12 +1275,22 @@ fn check_document(root: &Node, base_dir: &Path) -> ConfigCheck {
 }
 
 /// `RegistryConfig::validate` lines of one section, relative to it.
-fn registry_lines(section: &str, rc: RegistryConfig) -> Vec<String> {
-    let prefix = format!("{section}.");
-    rc.validate()
-        .into_iter()
-        .filter_map(|l| l.strip_prefix(&prefix).map(String::from))
-        .collect()
+/// The validation of one registry section (`health`, ...): what
+/// [`RegistryConfig::validate`] finds in a registry configuration that has the
+/// section `set` to the value checked and every other section at its default.
+fn registry_section<T>(
+    section: &'static str,
+    set: impl Fn(&mut RegistryConfig, &T),
+) -> impl Fn(&T) -> Vec<String> {
+    move |value| {
+        let mut rc = RegistryConfig::default();
+        set(&mut rc, value);
+        let prefix = format!("{section}.");
+        rc.validate()
+            .into_iter()
+            .filter_map(|l| l.strip_prefix(&prefix).map(String::from))
+            .collect()
+    }
 }
 
 fn check_provider(

@@ -174,6 +174,10 @@ impl Instance {
             &self.settings.limits,
             deadline,
         );
+        // Retired until the call completes: if the caller drops the call future
+        // half-way (a client disconnects), `end` never runs, and an instance left
+        // mid-call must not go back to the pool (wasmtime would refuse to re-enter it).
+        self.retired = true;
         Ok(deadline)
     }
 
@@ -198,7 +202,10 @@ impl Instance {
             return Err(cut_off());
         };
         match outcome {
-            Ok(Ok(v)) => Ok(v),
+            Ok(Ok(v)) => {
+                self.retired = false;
+                Ok(v)
+            }
             Ok(Err(_)) if self.kill.is_triggered() => {
                 self.retired = true;
                 Err(cut_off())

@@ -6,11 +6,17 @@ use tracing_subscriber::EnvFilter;
 fn main() {
     let cli = tamma_runtime::cli::Cli::parse();
     // Logs go to stderr so stdout carries only answers; `TAMMA_LOG` sets the filter.
-    let filter = EnvFilter::try_from_env("TAMMA_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    if let tamma_runtime::cli::Command::Serve(args) = &cli.command {
+        // The server logs at `info` by default, as text or JSON (`--log-format`).
+        tamma_runtime::cli::serve::init_logging(args.log_format);
+    } else {
+        let filter =
+            EnvFilter::try_from_env("TAMMA_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

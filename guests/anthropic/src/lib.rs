@@ -19,7 +19,7 @@
 
 mod wire;
 
-use tamma_guest_sdk::http::{self, join_url, Request, Response, Url};
+use tamma_guest_sdk::http::{self, join_url, Request, Response};
 use tamma_guest_sdk::{
     collect_stream, debug, export_provider, Capabilities, ChunkStream, CompletionRequest,
     CompletionResponse, Config, Health, ModelInfo, Provider, ProviderError, StreamChunk, VecStream,
@@ -48,24 +48,6 @@ struct Anthropic {
     models: Vec<ModelInfo>,
     default_model: Option<String>,
     complete_via_stream: bool,
-}
-
-/// The secret placeholder for this provider's key, or `None` when `api_key_secret`
-/// is set empty. A config that holds a key is refused: keys are host secrets and
-/// never enter the guest.
-fn secret_placeholder(config: &Config) -> Result<Option<String>, ProviderError> {
-    if config.contains("api_key") {
-        return Err(ProviderError::invalid_request(
-            "api keys are given as secrets, not config",
-        ));
-    }
-    let name = config.get_or("api_key_secret", "api_key").trim();
-    if name.is_empty() {
-        return Ok(None);
-    }
-    http::secret_placeholder(name)
-        .map(Some)
-        .map_err(|e| ProviderError::invalid_request(format!("api_key_secret: {}", e.message)))
 }
 
 impl Anthropic {
@@ -140,14 +122,8 @@ fn error_of(resp: Response) -> ProviderError {
 
 impl Provider for Anthropic {
     fn initialize(config: Config) -> Result<Self, ProviderError> {
-        let api_key_header = secret_placeholder(&config)?;
-        let base_url = config
-            .get_or("base_url", DEFAULT_BASE_URL)
-            .trim()
-            .trim_end_matches('/')
-            .to_string();
-        Url::parse(&base_url)
-            .map_err(|e| ProviderError::invalid_request(format!("base_url: {}", e.message)))?;
+        let api_key_header = config.api_key_placeholder()?;
+        let base_url = config.base_url(DEFAULT_BASE_URL)?;
         let version = config
             .get_or("anthropic_version", DEFAULT_VERSION)
             .trim()
@@ -251,25 +227,13 @@ impl Provider for Anthropic {
 
     /// `GET /models?limit=1`: costs no tokens, checks reachability and the key.
     fn health_check(&self) -> Health {
-        let resp = match self
+        let sent = self
             .request(Request::get(self.url("models?limit=1")))
-            .send()
-        {
-            Ok(r) => r,
-            Err(e) => return Health::unhealthy(format!("upstream unreachable: {}", e.message)),
-        };
-        let status = resp.status();
-        match status {
-            200..=299 => Health::healthy(format!("GET /models answered {status}")),
-            401 | 403 => Health::unhealthy(format!(
-                "credentials refused (HTTP {status}): {}",
-                error_of(resp).message
-            )),
-            429 => Health::degraded("rate limited (HTTP 429)"),
-            529 => Health::degraded("overloaded (HTTP 529)"),
-            500..=599 => Health::unhealthy(format!("upstream failing (HTTP {status})")),
-            _ => Health::degraded(format!("reachable, but GET /models answered HTTP {status}")),
+            .send();
+        if matches!(&sent, Ok(resp) if resp.status() == 529) {
+            return Health::degraded("overloaded (HTTP 529)");
         }
+        http::probe_health("GET /models", sent, |resp| error_of(resp).message)
     }
 }
 

@@ -19,7 +19,7 @@
 
 mod wire;
 
-use tamma_guest_sdk::http::{self, join_url, Request, Response, Url};
+use tamma_guest_sdk::http::{self, join_url, Request, Response};
 use tamma_guest_sdk::{
     collect_stream, debug, export_provider, Capabilities, ChunkStream, CompletionRequest,
     CompletionResponse, Config, Health, ModelInfo, Provider, ProviderError, StreamChunk, VecStream,
@@ -38,24 +38,6 @@ struct OpenAi {
     default_model: Option<String>,
     stream_usage: bool,
     complete_via_stream: bool,
-}
-
-/// The secret placeholder for this provider's key, or `None` when `api_key_secret`
-/// is set empty (servers without auth). A config that holds a key is refused: keys
-/// are host secrets and never enter the guest.
-fn secret_placeholder(config: &Config) -> Result<Option<String>, ProviderError> {
-    if config.contains("api_key") {
-        return Err(ProviderError::invalid_request(
-            "api keys are given as secrets, not config",
-        ));
-    }
-    let name = config.get_or("api_key_secret", "api_key").trim();
-    if name.is_empty() {
-        return Ok(None);
-    }
-    http::secret_placeholder(name)
-        .map(Some)
-        .map_err(|e| ProviderError::invalid_request(format!("api_key_secret: {}", e.message)))
 }
 
 impl OpenAi {
@@ -128,14 +110,8 @@ fn error_of(resp: Response) -> ProviderError {
 
 impl Provider for OpenAi {
     fn initialize(config: Config) -> Result<Self, ProviderError> {
-        let authorization = secret_placeholder(&config)?.map(|p| format!("Bearer {p}"));
-        let base_url = config
-            .get_or("base_url", DEFAULT_BASE_URL)
-            .trim()
-            .trim_end_matches('/')
-            .to_string();
-        Url::parse(&base_url)
-            .map_err(|e| ProviderError::invalid_request(format!("base_url: {}", e.message)))?;
+        let authorization = config.api_key_placeholder()?.map(|p| format!("Bearer {p}"));
+        let base_url = config.base_url(DEFAULT_BASE_URL)?;
         let context = config.get_u32("context_window")?;
         let output = config.get_u32("max_output_tokens")?;
         let ids = config
@@ -209,21 +185,8 @@ impl Provider for OpenAi {
 
     /// `GET /models`: costs no tokens, and checks reachability and credentials.
     fn health_check(&self) -> Health {
-        let resp = match self.with_auth(Request::get(self.url("models"))).send() {
-            Ok(r) => r,
-            Err(e) => return Health::unhealthy(format!("upstream unreachable: {}", e.message)),
-        };
-        let status = resp.status();
-        match status {
-            200..=299 => Health::healthy(format!("GET /models answered {status}")),
-            401 | 403 => Health::unhealthy(format!(
-                "credentials refused (HTTP {status}): {}",
-                error_of(resp).message
-            )),
-            429 => Health::degraded("rate limited (HTTP 429)"),
-            500..=599 => Health::unhealthy(format!("upstream failing (HTTP {status})")),
-            _ => Health::degraded(format!("reachable, but GET /models answered HTTP {status}")),
-        }
+        let sent = self.with_auth(Request::get(self.url("models"))).send();
+        http::probe_health("GET /models", sent, |resp| error_of(resp).message)
     }
 }
 

@@ -372,6 +372,15 @@ struct Inner {
     refresher: Mutex<Option<reload::Refresher>>,
 }
 
+/// How [`Discovery::install`] puts a candidate into the registry.
+#[derive(Clone, Copy)]
+enum Install {
+    /// A name the registry does not hold yet.
+    Register,
+    /// A name discovery already owns, at another fingerprint.
+    Replace,
+}
+
 /// A provider discovery registered.
 #[derive(Clone, Debug)]
 struct Owned {
@@ -598,7 +607,7 @@ impl Discovery {
                             state.failed.remove(&name);
                             state.reported.remove(&name);
                         }
-                        Some(_) => self.replace(state, &mut report, *c).await,
+                        Some(_) => self.install(state, &mut report, *c, Install::Replace).await,
                         None => {
                             if registry.contains(&name) {
                                 let failure = ProviderReport {
@@ -608,7 +617,8 @@ impl Discovery {
                                 };
                                 self.failure(state, &mut report, failure, None);
                             } else {
-                                self.register(state, &mut report, *c).await;
+                                self.install(state, &mut report, *c, Install::Register)
+                                    .await;
                             }
                         }
                     }
@@ -653,7 +663,15 @@ impl Discovery {
         report
     }
 
-    async fn register(&self, state: &mut State, report: &mut RefreshReport, c: Candidate) {
+    /// Registers `c` as a new provider or replaces the one under its name: on success
+    /// discovery owns it, on failure it is remembered (by fingerprint) and reported.
+    async fn install(
+        &self,
+        state: &mut State,
+        report: &mut RefreshReport,
+        c: Candidate,
+        how: Install,
+    ) {
         let name = c.name.clone();
         let base = ProviderReport {
             name: name.clone(),
@@ -670,9 +688,21 @@ impl Discovery {
             origin,
             version: c.version,
         };
-        match self.inner.registry.register(&name, registration).await {
+        let registry = &self.inner.registry;
+        let result = match how {
+            Install::Register => registry.register(&name, registration).await,
+            Install::Replace => registry.replace(&name, registration).await,
+        };
+        match result {
             Ok(_) => {
-                tracing::info!(target: "tamma::discovery", provider = %name, source = ?origin, location = %base.location, "provider registered");
+                match how {
+                    Install::Register => {
+                        tracing::info!(target: "tamma::discovery", provider = %name, source = ?origin, location = %base.location, "provider registered");
+                    }
+                    Install::Replace => {
+                        tracing::info!(target: "tamma::discovery", provider = %name, source = ?origin, location = %base.location, "provider replaced");
+                    }
+                }
                 state.owned.insert(
                     name.clone(),
                     Owned {
@@ -682,50 +712,10 @@ impl Discovery {
                 );
                 state.failed.remove(&name);
                 state.reported.remove(&name);
-                report.registered.push(name);
-            }
-            Err(e) => {
-                let failure = ProviderReport {
-                    status: ProviderStatus::Invalid,
-                    problems: vec![error_problem(&name, &e)],
-                    ..base
-                };
-                state.failed.insert(name.clone(), (fp, failure.clone()));
-                self.failure(state, report, failure, Some(&e));
-            }
-        }
-    }
-
-    async fn replace(&self, state: &mut State, report: &mut RefreshReport, c: Candidate) {
-        let name = c.name.clone();
-        let base = ProviderReport {
-            name: name.clone(),
-            source: c.origin,
-            location: c.location.clone(),
-            status: ProviderStatus::Ok,
-            problems: Vec::new(),
-        };
-        let fp = c.fingerprint.clone();
-        let origin = c.origin;
-        let registration = Registration {
-            source: c.source,
-            settings: c.settings,
-            origin,
-            version: c.version,
-        };
-        match self.inner.registry.replace(&name, registration).await {
-            Ok(_) => {
-                tracing::info!(target: "tamma::discovery", provider = %name, source = ?origin, location = %base.location, "provider replaced");
-                state.owned.insert(
-                    name.clone(),
-                    Owned {
-                        origin,
-                        fingerprint: fp,
-                    },
-                );
-                state.failed.remove(&name);
-                state.reported.remove(&name);
-                report.replaced.push(name);
+                match how {
+                    Install::Register => report.registered.push(name),
+                    Install::Replace => report.replaced.push(name),
+                }
             }
             Err(e) => {
                 let failure = ProviderReport {

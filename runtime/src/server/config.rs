@@ -1,15 +1,328 @@
 //! The `[server]` section of the configuration file.
+//!
+//! ```toml
+//! [server]
+//! listen = "0.0.0.0:8080"          # `tamma serve --listen` overrides it
+//! shutdown_grace_ms = 30000
+//!
+//! [server.limits]
+//! max_body_bytes = 8388608
+//! max_concurrent_requests = 512
+//!
+//! [[server.admin.tokens]]
+//! name = "ops"
+//! role = "admin"                   # or "read"
+//! token = { env = "TAMMA_ADMIN_TOKEN" }   # or { file = "/run/secrets/admin" } or { value = "..." }
+//!
+//! [server.routes.smart]
+//! targets = ["openai/gpt-4o-mini", "anthropic/claude-3-5-haiku-latest"]
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+/// Default listen address: loopback only, so a bare `tamma serve` is not exposed.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// Shortest accepted admin token, characters.
+pub const MIN_TOKEN_CHARS: usize = 16;
+
 /// Server settings: listen address, limits, admin tokens, routes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on, `IP:PORT`. Default `127.0.0.1:8080`; `--listen` overrides it.
+    pub listen: String,
+    /// Request limits.
+    pub limits: ServerLimits,
+    /// The admin API (`/admin/v1`): its tokens. No tokens, no admin API.
+    pub admin: AdminConfig,
+    /// Named routes: a request whose `model` is a route name tries the route's
+    /// targets (`<provider>/<model>`) in order.
+    pub routes: BTreeMap<String, RouteConfig>,
+    /// After SIGTERM/SIGINT, how long running requests may take to finish before
+    /// they are cut off, ms. Default 30 000. (The registry's own shutdown follows,
+    /// bounded by `registry.lifecycle.shutdown_timeout_ms`.)
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: DEFAULT_LISTEN.to_string(),
+            limits: ServerLimits::default(),
+            admin: AdminConfig::default(),
+            routes: BTreeMap::new(),
+            shutdown_grace_ms: 30_000,
+        }
+    }
+}
+
+/// Limits applied to every HTTP request; beyond them the server answers 413, 408
+/// or 429 at once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerLimits {
+    /// Largest request body of the OpenAI API, bytes (413 beyond). Default 8 MiB.
+    pub max_body_bytes: u64,
+    /// Largest admin upload (a component in JSON, base64), bytes. Default 64 MiB.
+    pub max_upload_bytes: u64,
+    /// Time a client has to send a request's headers, ms (408 beyond). Also closes
+    /// idle keep-alive connections. Default 10 000.
+    pub header_read_timeout_ms: u64,
+    /// Time a client has to send a request's body, ms (408 beyond). Default 30 000.
+    pub body_read_timeout_ms: u64,
+    /// Requests served at once by the OpenAI and admin APIs (a stream counts until
+    /// it ends); beyond it, 429. Probes and metrics are not counted. Default 512.
+    pub max_concurrent_requests: u32,
+    /// Open connections at once; further connections wait in the listen backlog.
+    /// Default 4 096.
+    pub max_connections: u32,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            max_body_bytes: 8 * 1024 * 1024,
+            max_upload_bytes: 64 * 1024 * 1024,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            max_concurrent_requests: 512,
+            max_connections: 4_096,
+        }
+    }
+}
+
+/// The admin API's settings.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
-pub struct ServerConfig {}
+pub struct AdminConfig {
+    /// Bearer tokens and their roles.
+    pub tokens: Vec<AdminToken>,
+}
+
+/// What a token may do.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum AdminRole {
+    /// Read providers, their snapshots and the event stream.
+    Read,
+    /// Everything `read` may, plus register, unregister, restart, start, stop
+    /// and run health checks.
+    Admin,
+}
+
+impl AdminRole {
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminRole::Read => "read",
+            AdminRole::Admin => "admin",
+        }
+    }
+}
+
+/// One admin bearer token.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdminToken {
+    /// A name for logs (never the token itself).
+    pub name: String,
+    /// What the token may do.
+    pub role: AdminRole,
+    /// Where the token's value comes from.
+    pub token: SecretRef,
+}
+
+/// A secret value by reference: an environment variable, a file (trailing
+/// whitespace trimmed), or inline (for tests; avoid in real files).
+#[derive(Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum SecretRef {
+    /// `{ env = "NAME" }`
+    Env(String),
+    /// `{ file = "/run/secrets/name" }`
+    File(PathBuf),
+    /// `{ value = "..." }`
+    Value(String),
+}
+
+impl std::fmt::Debug for SecretRef {
+    // Never the inline value.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretRef::Env(n) => write!(f, "Env({n})"),
+            SecretRef::File(p) => write!(f, "File({})", p.display()),
+            SecretRef::Value(_) => f.write_str("Value(<redacted>)"),
+        }
+    }
+}
+
+impl SecretRef {
+    /// Read the value. The error names the variable or file, never a value.
+    pub fn resolve(&self) -> Result<String, String> {
+        let v = match self {
+            SecretRef::Env(name) => std::env::var(name)
+                .map_err(|_| format!("environment variable {name} is not set"))?,
+            SecretRef::File(path) => std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+                .trim_end()
+                .to_string(),
+            SecretRef::Value(v) => v.clone(),
+        };
+        if v.is_empty() {
+            return Err("is empty".into());
+        }
+        Ok(v)
+    }
+}
+
+/// A named route.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// `<provider>/<model>` targets, tried in order: one whose circuit is open, or
+    /// that fails with a retryable error before the answer started, falls through
+    /// to the next.
+    pub targets: Vec<String>,
+}
 
 impl ServerConfig {
+    /// The listen address, parsed.
+    pub fn listen_addr(&self) -> Result<SocketAddr, String> {
+        self.listen
+            .parse()
+            .map_err(|e| format!("{:?} is not IP:PORT ({e})", self.listen))
+    }
+
     /// Every problem, as `server.field: reason` (empty when valid).
     pub fn validate(&self) -> Vec<String> {
-        Vec::new()
+        let mut p = Vec::new();
+        if let Err(e) = self.listen_addr() {
+            p.push(format!("server.listen: {e}"));
+        }
+        if self.shutdown_grace_ms == 0 {
+            p.push("server.shutdown_grace_ms: must be at least 1".into());
+        }
+        let l = &self.limits;
+        for (field, v) in [
+            ("max_body_bytes", l.max_body_bytes),
+            ("max_upload_bytes", l.max_upload_bytes),
+            ("header_read_timeout_ms", l.header_read_timeout_ms),
+            ("body_read_timeout_ms", l.body_read_timeout_ms),
+            ("max_concurrent_requests", l.max_concurrent_requests as u64),
+            ("max_connections", l.max_connections as u64),
+        ] {
+            if v == 0 {
+                p.push(format!("server.limits.{field}: must be at least 1"));
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, t) in self.admin.tokens.iter().enumerate() {
+            let at = format!("server.admin.tokens[{i}]");
+            if t.name.trim().is_empty() {
+                p.push(format!("{at}.name: must not be empty"));
+            } else if !names.insert(t.name.as_str()) {
+                p.push(format!("{at}.name: {:?} is used twice", t.name));
+            }
+            match &t.token {
+                SecretRef::Env(n) if n.is_empty() => {
+                    p.push(format!("{at}.token.env: must name a variable"))
+                }
+                SecretRef::File(f) if f.as_os_str().is_empty() => {
+                    p.push(format!("{at}.token.file: must name a file"))
+                }
+                SecretRef::Value(v) if v.chars().count() < MIN_TOKEN_CHARS => p.push(format!(
+                    "{at}.token.value: must be at least {MIN_TOKEN_CHARS} characters"
+                )),
+                _ => {}
+            }
+        }
+        for (name, route) in &self.routes {
+            let at = format!("server.routes.{name}");
+            if name.is_empty() || name.contains('/') || name.len() > 128 {
+                p.push(format!(
+                    "{at}: a route name must be 1-128 characters without '/' (so it cannot be mistaken for <provider>/<model>)"
+                ));
+            }
+            if route.targets.is_empty() {
+                p.push(format!("{at}.targets: must list at least one target"));
+            }
+            for (i, t) in route.targets.iter().enumerate() {
+                match t.split_once('/') {
+                    Some((prov, model)) if !model.is_empty() => {
+                        if let Err(e) = crate::registry::validate_name(prov) {
+                            p.push(format!("{at}.targets[{i}]: {}", e.message));
+                        }
+                    }
+                    _ => p.push(format!(
+                        "{at}.targets[{i}]: {t:?} is not <provider>/<model>"
+                    )),
+                }
+            }
+        }
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = ServerConfig::default();
+        assert!(c.validate().is_empty(), "{:?}", c.validate());
+        assert_eq!(c.listen_addr().unwrap().to_string(), DEFAULT_LISTEN);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_path() {
+        let c: ServerConfig = serde_json::from_value(serde_json::json!({
+            "listen": "localhost",
+            "limits": {"max_body_bytes": 0},
+            "admin": {"tokens": [
+                {"name": "a", "role": "admin", "token": {"value": "short"}},
+                {"name": "a", "role": "read", "token": {"env": ""}}
+            ]},
+            "routes": {"bad/name": {"targets": []}, "ok": {"targets": ["nomodel", "Bad/x"]}}
+        }))
+        .unwrap();
+        let p = c.validate();
+        for want in [
+            "server.listen",
+            "server.limits.max_body_bytes",
+            "server.admin.tokens[0].token.value",
+            "server.admin.tokens[1].name",
+            "server.admin.tokens[1].token.env",
+            "server.routes.bad/name:",
+            "server.routes.bad/name.targets",
+            "server.routes.ok.targets[0]",
+            "server.routes.ok.targets[1]",
+        ] {
+            assert!(p.iter().any(|e| e.starts_with(want)), "{want}: {p:#?}");
+        }
+        assert_eq!(p.len(), 9, "{p:#?}");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_and_secrets_not_printed() {
+        let e = serde_json::from_str::<ServerConfig>(r#"{"limits":{"max_body":1}}"#).unwrap_err();
+        assert!(e.to_string().contains("max_body"));
+        let t: AdminToken = serde_json::from_str(
+            r#"{"name":"x","role":"read","token":{"value":"super-secret-value-123"}}"#,
+        )
+        .unwrap();
+        assert!(!format!("{t:?}").contains("super-secret"));
+        assert_eq!(t.token.resolve().unwrap(), "super-secret-value-123");
+        assert!(SecretRef::Env("TAMMA_SURELY_UNSET_VAR".into())
+            .resolve()
+            .unwrap_err()
+            .contains("TAMMA_SURELY_UNSET_VAR"));
     }
 }

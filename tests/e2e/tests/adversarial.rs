@@ -271,3 +271,28 @@ async fn a_full_pool_answers_overloaded_after_the_queue_timeout() {
     assert!(slow.await.unwrap().is_ok());
     assert_eq!(p.pool_stats().overloaded, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_cancelled_by_its_caller_retires_the_instance() {
+    // A client that disconnects drops the call future half-way through the guest
+    // call; that instance must not be reused.
+    let limits = Limits {
+        max_concurrency: 1,
+        ..Limits::default()
+    };
+    let p = provider("test_provider", limits).await.unwrap();
+    let cancelled = tokio::time::timeout(
+        std::time::Duration::from_millis(100),
+        p.complete(&CompletionRequest::prompt("test-1", "slow").with_metadata("hang_ms", "5000")),
+    )
+    .await;
+    assert!(cancelled.is_err(), "the call was cancelled");
+    let r = p
+        .complete(&CompletionRequest::prompt("test-1", "next"))
+        .await
+        .unwrap();
+    assert_eq!(r.content, "ok:next");
+    let stats = p.pool_stats();
+    assert_eq!(stats.retired, 1, "{stats:?}");
+    assert_eq!(stats.in_use, 0);
+}

@@ -14,41 +14,18 @@
 //! compile: every test of a process shares one `LoadedComponent` per guest, and
 //! the compile cache (target/test-compile-cache) is shared between processes.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use tamma_e2e::{guest, sandbox};
+use tamma_e2e::instantiate_loaded;
 use tamma_runtime::types::{CompletionRequest, FinishReason, HealthStatus, Message, Role};
-use tamma_runtime::{ErrorCode, Limits, LoadedComponent, ProviderInstance};
-
-/// Compiled once per process per guest (concurrent tests wait for the first).
-fn loaded(name: &str) -> LoadedComponent {
-    static LOADED: OnceLock<Mutex<HashMap<String, Arc<OnceLock<LoadedComponent>>>>> =
-        OnceLock::new();
-    let cell = LOADED
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap()
-        .entry(name.to_string())
-        .or_default()
-        .clone();
-    cell.get_or_init(|| {
-        sandbox()
-            .load_file(&guest(name))
-            .unwrap_or_else(|e| panic!("{name} loads: {e}"))
-    })
-    .clone()
-}
+use tamma_runtime::{ErrorCode, Limits, ProviderInstance, ProviderSettings};
 
 async fn provider_with(
     name: &str,
     config: Vec<(String, String)>,
     limits: Limits,
 ) -> ProviderInstance {
-    let component = tokio::task::block_in_place(|| loaded(name));
-    sandbox()
-        .instantiate(name, &component, config, limits)
+    instantiate_loaded(name, ProviderSettings::new(config, limits))
         .await
         .unwrap_or_else(|e| panic!("{name} instantiates: {e}"))
 }

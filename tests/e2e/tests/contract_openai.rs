@@ -6,38 +6,16 @@
 //! the host substitutes the secret, and the mock only accepts the real key, so a
 //! passing test proves the key never had to be inside the guest.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use tamma_e2e::{guest, sandbox};
+use tamma_e2e::{collect, instantiate_loaded};
 use tamma_mock_upstream::{Fault, HttpError, MockToolCall, MockUpstream, Route, DEFAULT_MODELS};
 use tamma_runtime::egress::EgressPolicy;
-use tamma_runtime::types::{CompletionRequest, FinishReason, HealthStatus, StreamChunk};
-use tamma_runtime::{
-    Error, ErrorCode, Limits, LoadedComponent, ProviderInstance, ProviderSettings,
-};
+use tamma_runtime::types::{CompletionRequest, FinishReason, HealthStatus};
+use tamma_runtime::{Error, ErrorCode, Limits, ProviderInstance, ProviderSettings};
 
 const KEY: &str = "sk-test-contract";
-
-/// Compiled once per process per guest (concurrent tests wait for the first).
-fn loaded(name: &str) -> LoadedComponent {
-    static LOADED: OnceLock<Mutex<HashMap<String, Arc<OnceLock<LoadedComponent>>>>> =
-        OnceLock::new();
-    let cell = LOADED
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap()
-        .entry(name.to_string())
-        .or_default()
-        .clone();
-    cell.get_or_init(|| {
-        sandbox()
-            .load_file(&guest(name))
-            .unwrap_or_else(|e| panic!("{name} loads: {e}"))
-    })
-    .clone()
-}
 
 /// A mock that wants `KEY`, and the provider `name` granted exactly that mock,
 /// with the secret under `secret_name` (config `api_key_secret` when not the
@@ -55,9 +33,7 @@ async fn setup_with(name: &str, secret_name: &str) -> (MockUpstream, ProviderIns
         limits: Limits::default(),
         egress: EgressPolicy::new(vec![mock.url()], secrets),
     };
-    let component = tokio::task::block_in_place(|| loaded(name));
-    let p = sandbox()
-        .instantiate_with(name, &component, settings)
+    let p = instantiate_loaded(name, settings)
         .await
         .unwrap_or_else(|e| panic!("{name} instantiates: {e}"));
     (mock, p)
@@ -69,15 +45,6 @@ async fn setup(name: &str) -> (MockUpstream, ProviderInstance) {
 
 fn prompt(text: &str) -> CompletionRequest {
     CompletionRequest::prompt("gpt-mock", text)
-}
-
-async fn collect(p: &ProviderInstance, req: &CompletionRequest) -> Result<Vec<StreamChunk>, Error> {
-    let mut stream = p.stream(req).await?;
-    let mut chunks = Vec::new();
-    while let Some(c) = stream.next().await? {
-        chunks.push(c);
-    }
-    Ok(chunks)
 }
 
 fn provider_code(err: &Error) -> &str {
@@ -318,13 +285,11 @@ async fn stream_failures_part_way_are_errors(name: &str) {
 async fn ungranted_host_is_a_network_error(name: &str) {
     // Granted nothing: the egress policy refuses before any connection.
     let mock = MockUpstream::start().await;
-    let component = tokio::task::block_in_place(|| loaded(name));
     let settings = ProviderSettings::new(
         vec![("base_url".into(), mock.base_url())],
         Limits::default(),
     );
-    let p = sandbox()
-        .instantiate_with(name, &component, settings)
+    let p = instantiate_loaded(name, settings)
         .await
         .expect("instantiates");
     let err = p.list_models().await.expect_err("refused");
@@ -396,16 +361,12 @@ async fn failed_post_is_a_network_error(name: &str) {
         (vec![], "not granted"),
         (vec!["http://127.0.0.1:9".to_string()], "nothing listens"),
     ] {
-        let component = tokio::task::block_in_place(|| loaded(name));
         let settings = ProviderSettings {
             config: vec![("base_url".into(), "http://127.0.0.1:9/v1".into())],
             limits: Limits::default(),
             egress: EgressPolicy::new(grant, BTreeMap::new()),
         };
-        let p = sandbox()
-            .instantiate_with(name, &component, settings)
-            .await
-            .unwrap();
+        let p = instantiate_loaded(name, settings).await.unwrap();
         let err = p.complete(&prompt("hi")).await.expect_err(why);
         assert_eq!(provider_code(&err), "network-error", "{why}: {err}");
         assert_eq!(p.pool_stats().retired, 0, "{why}");

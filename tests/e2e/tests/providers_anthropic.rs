@@ -6,14 +6,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::json;
-use tamma_e2e::{guest, sandbox};
+use tamma_e2e::{assemble_tool_calls, complete_err, drain, guest_error, load_and_instantiate};
 use tamma_mock_upstream::{Fault, HttpError, MockToolCall, MockUpstream, Route};
 use tamma_runtime::egress::EgressPolicy;
 use tamma_runtime::types::{
-    CompletionRequest, FinishReason, HealthStatus, Message, Role, StreamChunk, ToolCall,
-    ToolDefinition,
+    CompletionRequest, FinishReason, HealthStatus, Message, Role, ToolCall, ToolDefinition,
 };
-use tamma_runtime::{Error, ErrorCode, Limits, ProviderInstance, ProviderSettings};
+use tamma_runtime::{Error, Limits, ProviderInstance, ProviderSettings};
 
 const KEY: &str = "sk-ant-test-a1b2c3d4";
 const MODEL: &str = "claude-mock";
@@ -33,13 +32,8 @@ async fn start_with(
     config: Vec<(String, String)>,
     egress: EgressPolicy,
 ) -> Result<ProviderInstance, Error> {
-    let sb = sandbox();
-    let loaded = sb
-        .load_file(&guest("anthropic"))
-        .expect("anthropic guest loads");
-    sb.instantiate_with(
+    load_and_instantiate(
         "anthropic",
-        &loaded,
         ProviderSettings {
             config,
             limits: Limits::default(),
@@ -55,34 +49,6 @@ async fn anthropic(mock: &MockUpstream, extra: &[(&str, &str)]) -> ProviderInsta
     start_with(config, EgressPolicy::new(vec![mock.url()], secrets()))
         .await
         .expect("instantiates")
-}
-
-fn guest_error(err: &Error) -> (&'static str, bool, Option<u64>) {
-    assert_eq!(err.code, ErrorCode::ProviderError, "{err:?}");
-    let pe = err
-        .provider_error
-        .as_ref()
-        .expect("carries the guest's error");
-    (pe.code.as_str(), pe.retryable, pe.retry_after_ms)
-}
-
-async fn complete_err(p: &ProviderInstance, req: &CompletionRequest) -> Error {
-    p.complete(req).await.expect_err("the call fails")
-}
-
-async fn drain(p: &ProviderInstance, req: &CompletionRequest) -> (Vec<StreamChunk>, Option<Error>) {
-    let mut stream = match p.stream(req).await {
-        Ok(s) => s,
-        Err(e) => return (Vec::new(), Some(e)),
-    };
-    let mut chunks = Vec::new();
-    loop {
-        match stream.next().await {
-            Ok(Some(c)) => chunks.push(c),
-            Ok(None) => return (chunks, None),
-            Err(e) => return (chunks, Some(e)),
-        }
-    }
 }
 
 fn weather_tool() -> ToolDefinition {
@@ -266,24 +232,7 @@ async fn streamed_tool_use_becomes_indexed_tool_call_deltas() {
         .flat_map(|c| c.tool_call_deltas.clone())
         .collect();
     // Content block 1 and 2 (after the text block 0) are tool calls 0 and 1.
-    let mut calls = vec![
-        ToolCall {
-            id: String::new(),
-            name: String::new(),
-            arguments: String::new()
-        };
-        2
-    ];
-    for d in &deltas {
-        let c = &mut calls[d.index as usize];
-        if let Some(id) = &d.id {
-            c.id = id.clone();
-        }
-        if let Some(name) = &d.name {
-            c.name = name.clone();
-        }
-        c.arguments.push_str(&d.arguments_delta);
-    }
+    let calls = assemble_tool_calls(&deltas);
     assert!(
         deltas.iter().filter(|d| d.index == 0).count() > 3,
         "fragments: {deltas:?}"

@@ -5,12 +5,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use tamma_e2e::{guest, sandbox};
+use tamma_e2e::{assemble_tool_calls, complete_err, drain, guest_error, load_and_instantiate};
 use tamma_mock_upstream::{Fault, HttpError, MockToolCall, MockUpstream, Route};
 use tamma_runtime::egress::EgressPolicy;
 use tamma_runtime::types::{
-    CompletionRequest, FinishReason, HealthStatus, Message, Role, StreamChunk, ToolCall,
-    ToolDefinition,
+    CompletionRequest, FinishReason, HealthStatus, Message, Role, ToolCall, ToolDefinition,
 };
 use tamma_runtime::{Error, ErrorCode, Limits, ProviderInstance, ProviderSettings};
 
@@ -33,11 +32,8 @@ async fn start_with(
     egress: EgressPolicy,
     limits: Limits,
 ) -> Result<ProviderInstance, Error> {
-    let sb = sandbox();
-    let loaded = sb.load_file(&guest("openai")).expect("openai guest loads");
-    sb.instantiate_with(
+    load_and_instantiate(
         "openai",
-        &loaded,
         ProviderSettings {
             config,
             limits,
@@ -58,37 +54,6 @@ async fn openai(mock: &MockUpstream, extra: &[(&str, &str)]) -> ProviderInstance
     )
     .await
     .expect("instantiates")
-}
-
-/// The guest's own error code (`rate-limit-exceeded`, ...), its retryable flag and
-/// retry-after, from a runtime error.
-fn guest_error(err: &Error) -> (&'static str, bool, Option<u64>) {
-    assert_eq!(err.code, ErrorCode::ProviderError, "{err:?}");
-    let pe = err
-        .provider_error
-        .as_ref()
-        .expect("carries the guest's error");
-    (pe.code.as_str(), pe.retryable, pe.retry_after_ms)
-}
-
-async fn complete_err(p: &ProviderInstance, req: &CompletionRequest) -> Error {
-    p.complete(req).await.expect_err("the call fails")
-}
-
-/// Every chunk until the end, or the chunks so far and the error.
-async fn drain(p: &ProviderInstance, req: &CompletionRequest) -> (Vec<StreamChunk>, Option<Error>) {
-    let mut stream = match p.stream(req).await {
-        Ok(s) => s,
-        Err(e) => return (Vec::new(), Some(e)),
-    };
-    let mut chunks = Vec::new();
-    loop {
-        match stream.next().await {
-            Ok(Some(c)) => chunks.push(c),
-            Ok(None) => return (chunks, None),
-            Err(e) => return (chunks, Some(e)),
-        }
-    }
 }
 
 fn weather_tool() -> ToolDefinition {
@@ -532,27 +497,7 @@ async fn streamed_tool_calls_arrive_as_fragments_that_reassemble() {
         .iter()
         .flat_map(|c| c.tool_call_deltas.clone())
         .collect();
-    let mut calls: Vec<ToolCall> = Vec::new();
-    for d in &deltas {
-        let i = d.index as usize;
-        if calls.len() <= i {
-            calls.resize(
-                i + 1,
-                ToolCall {
-                    id: String::new(),
-                    name: String::new(),
-                    arguments: String::new(),
-                },
-            );
-        }
-        if let Some(id) = &d.id {
-            calls[i].id = id.clone();
-        }
-        if let Some(name) = &d.name {
-            calls[i].name = name.clone();
-        }
-        calls[i].arguments.push_str(&d.arguments_delta);
-    }
+    let calls = assemble_tool_calls(&deltas);
     assert!(
         deltas
             .iter()

@@ -97,6 +97,21 @@ async fn call(
     }
 }
 
+/// `POST /v1/chat/completions` (the OpenAI API).
+async fn post_chat(mock: &MockUpstream, headers: &[(&str, &str)], body: Value) -> Answer {
+    call(mock, "POST", "/v1/chat/completions", headers, body).await
+}
+
+/// `POST /v1/messages` (the Anthropic API).
+async fn post_messages(mock: &MockUpstream, headers: &[(&str, &str)], body: Value) -> Answer {
+    call(mock, "POST", "/v1/messages", headers, body).await
+}
+
+/// A `GET` without a body.
+async fn get(mock: &MockUpstream, path: &str, headers: &[(&str, &str)]) -> Answer {
+    call(mock, "GET", path, headers, Value::Null).await
+}
+
 fn chat(model: &str, text: &str, stream: bool) -> Value {
     json!({ "model": model, "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": text}],
             "stream": stream, "stream_options": {"include_usage": true} })
@@ -112,10 +127,8 @@ const ANTHROPIC: &[(&str, &str)] = &[("x-api-key", "k"), ("anthropic-version", "
 #[tokio::test]
 async fn openai_completion_echoes_and_records_the_request() {
     let mock = MockUpstream::start().await;
-    let a = call(
+    let a = post_chat(
         &mock,
-        "POST",
-        "/v1/chat/completions",
         &[("authorization", "Bearer x")],
         chat("gpt-mock", "hello there world", false),
     )
@@ -143,9 +156,7 @@ async fn max_tokens_truncates_with_length() {
     let mock = MockUpstream::start().await;
     let mut body = chat("gpt-mock", "one two three four", false);
     body["max_tokens"] = json!(2);
-    let v = call(&mock, "POST", "/v1/chat/completions", &[], body)
-        .await
-        .json();
+    let v = post_chat(&mock, &[], body).await.json();
     assert_eq!(v["choices"][0]["message"]["content"], "one two");
     assert_eq!(v["choices"][0]["finish_reason"], "length");
 }
@@ -154,39 +165,31 @@ async fn max_tokens_truncates_with_length() {
 async fn api_key_is_checked_in_each_format() {
     let mock = MockUpstream::start().await;
     mock.expect_api_key("sk-good");
-    let a = call(
+    let a = post_chat(
         &mock,
-        "POST",
-        "/v1/chat/completions",
         &[("authorization", "Bearer sk-bad")],
         chat("gpt-mock", "x", false),
     )
     .await;
     assert_eq!(a.status, 401);
     assert_eq!(a.json()["error"]["code"], "invalid_api_key");
-    let a = call(
+    let a = post_chat(
         &mock,
-        "POST",
-        "/v1/chat/completions",
         &[("authorization", "Bearer sk-good")],
         chat("gpt-mock", "x", false),
     )
     .await;
     assert_eq!(a.status, 200);
-    let a = call(
+    let a = post_messages(
         &mock,
-        "POST",
-        "/v1/messages",
         &[("x-api-key", "nope"), ("anthropic-version", "2023-06-01")],
         claude("claude-mock", "x", false),
     )
     .await;
     assert_eq!(a.status, 401);
     assert_eq!(a.json()["error"]["type"], "authentication_error");
-    let a = call(
+    let a = post_messages(
         &mock,
-        "POST",
-        "/v1/messages",
         &[
             ("x-api-key", "sk-good"),
             ("anthropic-version", "2023-06-01"),
@@ -208,14 +211,7 @@ async fn openai_stream_with_tool_calls_in_fragments_and_usage() {
             r#"{"city":"Oslo"}"#,
         )]),
     );
-    let a = call(
-        &mock,
-        "POST",
-        "/v1/chat/completions",
-        &[],
-        chat("gpt-mock", "weather?", true),
-    )
-    .await;
+    let a = post_chat(&mock, &[], chat("gpt-mock", "weather?", true)).await;
     assert_eq!(a.header("content-type"), Some("text/event-stream"));
     let events = a.events();
     assert_eq!(events.last().unwrap().1, "[DONE]");
@@ -241,14 +237,7 @@ async fn openai_stream_with_tool_calls_in_fragments_and_usage() {
 #[tokio::test]
 async fn anthropic_stream_has_named_events_and_pings() {
     let mock = MockUpstream::start().await;
-    let a = call(
-        &mock,
-        "POST",
-        "/v1/messages",
-        ANTHROPIC,
-        claude("claude-mock", "hi there", true),
-    )
-    .await;
+    let a = post_messages(&mock, ANTHROPIC, claude("claude-mock", "hi there", true)).await;
     let names: Vec<String> = a.events().into_iter().map(|(n, _)| n).collect();
     assert_eq!(names.first().map(String::as_str), Some("message_start"));
     assert_eq!(names.last().map(String::as_str), Some("message_stop"));
@@ -281,10 +270,8 @@ async fn anthropic_stream_has_named_events_and_pings() {
 #[tokio::test]
 async fn anthropic_validates_like_the_real_api() {
     let mock = MockUpstream::start().await;
-    let a = call(
+    let a = post_messages(
         &mock,
-        "POST",
-        "/v1/messages",
         &[("x-api-key", "k")],
         claude("claude-mock", "x", false),
     )
@@ -292,24 +279,12 @@ async fn anthropic_validates_like_the_real_api() {
     assert_eq!(a.status, 400, "anthropic-version is required");
     let mut body = claude("claude-mock", "x", false);
     body.as_object_mut().unwrap().remove("max_tokens");
-    assert_eq!(
-        call(&mock, "POST", "/v1/messages", ANTHROPIC, body)
-            .await
-            .status,
-        400
-    );
+    assert_eq!(post_messages(&mock, ANTHROPIC, body).await.status, 400);
     let body = json!({"model": "claude-mock", "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]});
-    let a = call(&mock, "POST", "/v1/messages", ANTHROPIC, body).await;
+    let a = post_messages(&mock, ANTHROPIC, body).await;
     assert_eq!(a.status, 400);
     assert_eq!(a.json()["error"]["type"], "invalid_request_error");
-    let a = call(
-        &mock,
-        "POST",
-        "/v1/messages",
-        ANTHROPIC,
-        claude("no-such-model", "x", false),
-    )
-    .await;
+    let a = post_messages(&mock, ANTHROPIC, claude("no-such-model", "x", false)).await;
     assert_eq!(a.status, 404);
     assert_eq!(a.json()["error"]["type"], "not_found_error");
 }
@@ -324,15 +299,9 @@ async fn anthropic_message_with_tool_use() {
             Fault::ToolCalls(vec![MockToolCall::new("toolu_1", "f", r#"{"a":[1,2]}"#)]),
         ],
     );
-    let v = call(
-        &mock,
-        "POST",
-        "/v1/messages",
-        ANTHROPIC,
-        claude("claude-mock", "x", false),
-    )
-    .await
-    .json();
+    let v = post_messages(&mock, ANTHROPIC, claude("claude-mock", "x", false))
+        .await
+        .json();
     assert_eq!(v["stop_reason"], "tool_use");
     assert_eq!(
         v["content"][0],
@@ -345,17 +314,13 @@ async fn anthropic_message_with_tool_use() {
 async fn models_in_both_shapes() {
     let mock = MockUpstream::start().await;
     mock.set_models(["m1", "claude-x-y"]);
-    let v = call(&mock, "GET", "/v1/models", &[], Value::Null)
-        .await
-        .json();
+    let v = get(&mock, "/v1/models", &[]).await.json();
     assert_eq!(v["object"], "list");
     assert_eq!(v["data"][1]["id"], "claude-x-y");
-    let v = call(&mock, "GET", "/v1/models", ANTHROPIC, Value::Null)
-        .await
-        .json();
+    let v = get(&mock, "/v1/models", ANTHROPIC).await.json();
     assert_eq!(v["data"][1]["display_name"], "Claude X Y");
     assert_eq!(v["has_more"], false);
-    let a = call(&mock, "GET", "/v1/nothing", &[], Value::Null).await;
+    let a = get(&mock, "/v1/nothing", &[]).await;
     assert_eq!(a.status, 404);
 }
 
@@ -368,40 +333,16 @@ async fn error_faults_carry_retry_headers_and_are_consumed_by_route() {
         Fault::Error(HttpError::new(429).retry_after("2").retry_after_ms("1500")),
     );
     // The chat request skips the models entry and takes its own.
-    let a = call(
-        &mock,
-        "POST",
-        "/v1/chat/completions",
-        &[],
-        chat("gpt-mock", "x", false),
-    )
-    .await;
+    let a = post_chat(&mock, &[], chat("gpt-mock", "x", false)).await;
     assert_eq!(a.status, 429);
     assert_eq!(a.header("retry-after"), Some("2"));
     assert_eq!(a.header("retry-after-ms"), Some("1500"));
     assert_eq!(a.json()["error"]["code"], "rate_limit_exceeded");
     assert_eq!(mock.pending_faults(), 1);
-    assert_eq!(
-        call(&mock, "GET", "/v1/models", &[], Value::Null)
-            .await
-            .status,
-        503
-    );
-    assert_eq!(
-        call(&mock, "GET", "/v1/models", &[], Value::Null)
-            .await
-            .status,
-        200
-    );
+    assert_eq!(get(&mock, "/v1/models", &[]).await.status, 503);
+    assert_eq!(get(&mock, "/v1/models", &[]).await.status, 200);
     mock.push_fault(Fault::Error(HttpError::new(529)));
-    let a = call(
-        &mock,
-        "POST",
-        "/v1/messages",
-        ANTHROPIC,
-        claude("claude-mock", "x", false),
-    )
-    .await;
+    let a = post_messages(&mock, ANTHROPIC, claude("claude-mock", "x", false)).await;
     assert_eq!(a.status, 529);
     assert_eq!(
         a.json(),
@@ -413,52 +354,24 @@ async fn error_faults_carry_retry_headers_and_are_consumed_by_route() {
 async fn cut_abort_malformed_and_error_event_streams() {
     let mock = MockUpstream::start().await;
     mock.push_fault(Fault::CutStream { after_events: 2 });
-    let a = call(
-        &mock,
-        "POST",
-        "/v1/chat/completions",
-        &[],
-        chat("gpt-mock", "a b c d", true),
-    )
-    .await;
+    let a = post_chat(&mock, &[], chat("gpt-mock", "a b c d", true)).await;
     let events = a.events();
     assert_eq!(events.len(), 2);
     assert!(events.iter().all(|(_, d)| d != "[DONE]"));
 
     mock.push_fault(Fault::AbortStream { after_events: 2 });
-    let a = call(
-        &mock,
-        "POST",
-        "/v1/chat/completions",
-        &[],
-        chat("gpt-mock", "a b c d", true),
-    )
-    .await;
+    let a = post_chat(&mock, &[], chat("gpt-mock", "a b c d", true)).await;
     assert!(
         a.body.is_err(),
         "a reset is a transport error, not a clean end"
     );
 
     mock.push_fault(Fault::MalformedJson);
-    let a = call(
-        &mock,
-        "POST",
-        "/v1/chat/completions",
-        &[],
-        chat("gpt-mock", "a b", false),
-    )
-    .await;
+    let a = post_chat(&mock, &[], chat("gpt-mock", "a b", false)).await;
     assert!(serde_json::from_slice::<Value>(a.body.as_ref().unwrap()).is_err());
 
     mock.push_fault(Fault::CutStream { after_events: 0 });
-    let a = call(
-        &mock,
-        "POST",
-        "/v1/chat/completions",
-        &[],
-        chat("gpt-mock", "a b", false),
-    )
-    .await;
+    let a = post_chat(&mock, &[], chat("gpt-mock", "a b", false)).await;
     assert!(
         serde_json::from_slice::<Value>(a.body.as_ref().unwrap()).is_err(),
         "half a JSON body"
@@ -469,14 +382,7 @@ async fn cut_abort_malformed_and_error_event_streams() {
         kind: "overloaded_error".into(),
         message: "Overloaded".into(),
     });
-    let a = call(
-        &mock,
-        "POST",
-        "/v1/messages",
-        ANTHROPIC,
-        claude("claude-mock", "a b c d", true),
-    )
-    .await;
+    let a = post_messages(&mock, ANTHROPIC, claude("claude-mock", "a b c d", true)).await;
     let events = a.events();
     assert_eq!(events.len(), 4);
     assert_eq!(events[3].0, "error");
@@ -494,14 +400,7 @@ async fn delays_and_huge_bodies() {
         ],
     );
     let t = Instant::now();
-    let a = call(
-        &mock,
-        "POST",
-        "/v1/chat/completions",
-        &[],
-        chat("gpt-mock", "a b c", true),
-    )
-    .await;
+    let a = post_chat(&mock, &[], chat("gpt-mock", "a b c", true)).await;
     assert!(
         t.elapsed() >= Duration::from_millis(200 + 20 * 5),
         "{:?}",
@@ -512,15 +411,9 @@ async fn delays_and_huge_bodies() {
     mock.push_fault(Fault::HugeBody {
         bytes: 3 * 1024 * 1024,
     });
-    let v = call(
-        &mock,
-        "POST",
-        "/v1/chat/completions",
-        &[],
-        chat("gpt-mock", "x", false),
-    )
-    .await
-    .json();
+    let v = post_chat(&mock, &[], chat("gpt-mock", "x", false))
+        .await
+        .json();
     assert_eq!(
         v["choices"][0]["message"]["content"]
             .as_str()

@@ -1,0 +1,197 @@
+//! Shared by the `server*` tests: a real server on 127.0.0.1 over a registry of
+//! real components, and small helpers around the test HTTP client.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tamma_e2e::{guest, sandbox};
+use tamma_runtime::circuit_breaker::CircuitBreakerConfig;
+use tamma_runtime::server::client::{self, Response};
+use tamma_runtime::server::{RunningServer, ServeOptions, Server, ServerConfig};
+use tamma_runtime::{
+    ComponentSource, Limits, ProviderSettings, Registration, Registry, RegistryConfig,
+};
+
+#[allow(unused_imports)]
+pub use tamma_runtime::server::config::{
+    AdminConfig, AdminRole, AdminToken, RouteConfig, SecretRef, ServerLimits,
+};
+
+pub const READ_TOKEN: &str = "read-token-0123456789abcdef";
+pub const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef";
+
+/// A registry whose breakers open after `failures` failures and stay open 60 s.
+pub fn registry(failures: u32) -> Registry {
+    let config = RegistryConfig {
+        circuit_breaker: CircuitBreakerConfig {
+            failure_threshold: failures,
+            recovery_timeout: Duration::from_secs(60),
+            ..CircuitBreakerConfig::default()
+        },
+        ..RegistryConfig::default()
+    };
+    Registry::new(sandbox(), config).expect("registry")
+}
+
+pub fn echo() -> Registration {
+    Registration::new(ComponentSource::File(guest("echo")))
+}
+
+/// The test provider with these config keys and limits.
+pub fn test_provider(config: &[(&str, &str)], limits: Limits) -> Registration {
+    Registration::new(ComponentSource::File(guest("test_provider"))).with_settings(
+        ProviderSettings::new(
+            config
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            limits,
+        ),
+    )
+}
+
+pub fn limits(timeout_ms: u64, max_concurrency: u32) -> Limits {
+    Limits {
+        timeout_ms,
+        max_concurrency,
+        ..Limits::default()
+    }
+}
+
+pub fn admin_config() -> AdminConfig {
+    AdminConfig {
+        tokens: vec![
+            AdminToken {
+                name: "reader".into(),
+                role: AdminRole::Read,
+                token: SecretRef::Value(READ_TOKEN.into()),
+            },
+            AdminToken {
+                name: "operator".into(),
+                role: AdminRole::Admin,
+                token: SecretRef::Value(ADMIN_TOKEN.into()),
+            },
+        ],
+    }
+}
+
+/// Serve `registry` on 127.0.0.1:0 with `config`; discovery counts as finished.
+pub async fn serve(registry: &Registry, config: ServerConfig) -> RunningServer {
+    serve_with(
+        registry,
+        config,
+        ServeOptions {
+            discovery_finished: true,
+            ..ServeOptions::default()
+        },
+    )
+    .await
+}
+
+pub async fn serve_with(
+    registry: &Registry,
+    config: ServerConfig,
+    options: ServeOptions,
+) -> RunningServer {
+    Server::bind(
+        registry.clone(),
+        config,
+        Some("127.0.0.1:0".parse().unwrap()),
+        options,
+    )
+    .await
+    .expect("server binds")
+    .spawn()
+}
+
+pub fn chat(model: &str, text: &str) -> Value {
+    json!({ "model": model, "messages": [{ "role": "user", "content": text }] })
+}
+
+pub fn with(mut v: Value, key: &str, value: Value) -> Value {
+    v[key] = value;
+    v
+}
+
+pub async fn post(addr: SocketAddr, path: &str, body: &Value) -> Response {
+    client::post_json(addr, path, body).await.expect("request")
+}
+
+pub async fn get(addr: SocketAddr, path: &str) -> Response {
+    client::get(addr, path).await.expect("request")
+}
+
+pub async fn admin(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> Response {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers: Vec<(&str, &str)> = Vec::new();
+    if let Some(a) = &auth {
+        headers.push(("authorization", a.as_str()));
+    }
+    client::request(
+        addr,
+        method,
+        path,
+        &headers,
+        body.map(|b| b.to_string().into_bytes()),
+    )
+    .await
+    .expect("request")
+}
+
+/// Assert an OpenAI-shaped error with this status and code.
+pub fn assert_error(r: &Response, status: u16, code: &str) {
+    assert_eq!(r.status, status, "{}", r.text());
+    let e = &r.json()["error"];
+    assert!(e["message"].is_string(), "{}", r.text());
+    assert!(e["type"].is_string(), "{}", r.text());
+    assert!(e.get("param").is_some(), "{}", r.text());
+    assert_eq!(e["code"], code, "{}", r.text());
+}
+
+/// Parse SSE `data:` payloads of a chat stream: (chunks, saw [DONE], error event).
+pub fn split_stream(data: &[String]) -> (Vec<Value>, bool, Option<Value>) {
+    let mut chunks = Vec::new();
+    let mut done = false;
+    let mut error = None;
+    for d in data {
+        if d == "[DONE]" {
+            done = true;
+            continue;
+        }
+        let v: Value = serde_json::from_str(d).expect("each event is JSON");
+        if v.get("error").is_some() {
+            error = Some(v);
+        } else {
+            chunks.push(v);
+        }
+    }
+    (chunks, done, error)
+}
+
+/// The text of a stream's content deltas.
+pub fn stream_text(chunks: &[Value]) -> String {
+    chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect()
+}
+
+/// Wait until the server is serving at least `n` requests.
+pub async fn wait_in_flight(s: &RunningServer, n: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while s.metrics().in_flight() < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never {n} requests in flight"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
