@@ -79,6 +79,7 @@ test: guests
 ## bench: benchmarks (release build); prints `bench: <name> <value> <unit>` lines
 bench: guests
 	$(CARGO) bench -p tamma-e2e
+	$(CARGO) bench -p tamma-runtime --bench startup
 
 fmt:
 	$(CARGO) fmt --all

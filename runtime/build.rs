@@ -10,10 +10,19 @@ const BUILTINS: &[&str] = &["echo", "openai", "anthropic"];
 
 fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let target = env::var_os("CARGO_TARGET_DIR")
+    // Guests are built into the workspace's target dir by `make guests`; a build with
+    // another CARGO_TARGET_DIR (benchmarks) still finds them there.
+    let candidates: Vec<PathBuf> = env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| manifest.join("../target"));
-    let dir = target.join("wasm32-wasip2/guest");
+        .into_iter()
+        .chain([manifest.join("../target")])
+        .map(|t| t.join("wasm32-wasip2/guest"))
+        .collect();
+    let dir = candidates
+        .iter()
+        .find(|d| d.join("echo.wasm").exists())
+        .unwrap_or(&candidates[0])
+        .clone();
     println!("cargo:rerun-if-changed={}", dir.display());
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
     let mut out =
