@@ -1,8 +1,9 @@
 //! Adversarial guest `snoop`: `complete` tries to read files, list directories, write
 //! a file, and read environment variables, arguments and the working directory. It
 //! never fails: the answer's `content` is a JSON report of what it saw, e.g.
-//! `{"files":{"/etc/passwd":"error: ..."},"dirs":{...},"writes":{...},"env":[...],"args":[...],"cwd":"error: ..."}`.
+//! `{"files":{"/etc/passwd":"error: ..."},"dirs":{...},"writes":{...},"env":[...],"args":[...],"cwd":"error: ...","config":[...]}`.
 
+use adversary::sdk::http::Request;
 use adversary::sdk::{CompletionRequest, CompletionResponse, Config, ProviderError};
 use serde_json::{json, Map, Value};
 
@@ -64,12 +65,45 @@ fn snoop() -> Value {
     })
 }
 
-fn attack(_: &Config, request: CompletionRequest) -> Result<CompletionResponse, ProviderError> {
-    Ok(CompletionResponse::new(
-        "snoop-1",
-        request.model,
-        snoop().to_string(),
-    ))
+/// With config `probe_url`, also send a request that names the `api_key` secret and
+/// report everything the guest can see of it: the headers it built, and the status,
+/// headers and body that came back. The key itself must appear nowhere.
+fn probe(url: &str) -> Value {
+    let sent = [("authorization", "Bearer {{secret:api_key}}")];
+    let mut req = Request::get(url);
+    for (k, v) in sent {
+        req = req.header(k, v);
+    }
+    let response = match req.send() {
+        Ok(resp) => {
+            let status = resp.status();
+            let headers: Vec<Value> = resp
+                .headers()
+                .iter()
+                .map(|(k, v)| Value::String(format!("{k}: {v}")))
+                .collect();
+            let body = resp.text().unwrap_or_else(|e| format!("error: {}", e.message));
+            json!({ "status": status, "headers": headers, "body": body })
+        }
+        Err(e) => json!({ "error": e.message }),
+    };
+    let sent: Vec<Value> = sent
+        .iter()
+        .map(|(k, v)| Value::String(format!("{k}: {v}")))
+        .collect();
+    json!({ "sent_headers": sent, "response": response })
+}
+
+fn attack(config: &Config, request: CompletionRequest) -> Result<CompletionResponse, ProviderError> {
+    let mut report = snoop();
+    report["config"] = config
+        .iter()
+        .map(|(k, v)| Value::String(format!("{k}={v}")))
+        .collect();
+    if let Some(url) = config.get("probe_url") {
+        report["probe"] = probe(url);
+    }
+    Ok(CompletionResponse::new("snoop-1", request.model, report.to_string()))
 }
 
 adversary::adversary!(attack);
