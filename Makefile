@@ -72,7 +72,17 @@ demo: build
 	TAMMA=$(TAMMA) ./scripts/demo.sh
 
 ## test: the whole test suite (builds the guests first; host crates are the default members)
-test: guests
+# Test tools get a venv of their own: componentize-py bundles whatever is in
+# $(PY_VENV) into the Python components.
+PY_TEST_VENV  := target/py-test-venv
+PY_TEST_TOOLS := $(PY_TEST_VENV)/.installed
+
+$(PY_TEST_TOOLS): tests/requirements.txt
+	$(PYTHON) -m venv $(PY_TEST_VENV)
+	$(PY_TEST_VENV)/bin/pip install --quiet --disable-pip-version-check -r $<
+	@touch $@
+
+test: guests $(PY_TEST_TOOLS)
 	$(CARGO) test
 	$(CARGO) test -p tamma-guest-sdk -p tamma-guest-openai -p tamma-guest-anthropic
 
