@@ -677,6 +677,22 @@ impl Response {
         read_all(&mut self.into_body(), max_bytes)
     }
 
+    /// Turn a failed answer into a provider error: `map` gets the status, the
+    /// `retry-after` hint and up to 64 KiB of the body (an unreadable body is
+    /// described instead), and classifies them the way its upstream API needs.
+    pub fn into_error(
+        self,
+        map: impl FnOnce(u16, Option<u64>, &[u8]) -> ProviderError,
+    ) -> ProviderError {
+        const ERROR_BODY_MAX: usize = 64 * 1024;
+        let status = self.status();
+        let retry = self.retry_after_ms();
+        let body = self
+            .read_body_limited(ERROR_BODY_MAX)
+            .unwrap_or_else(|e| format!("(error body unreadable: {})", e.message).into_bytes());
+        map(status, retry, &body)
+    }
+
     /// The whole body as text (invalid UTF-8 replaced), up to [`DEFAULT_MAX_BODY_BYTES`].
     pub fn text(self) -> Result<String, ProviderError> {
         let bytes = self.read_body()?;

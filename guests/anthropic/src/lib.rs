@@ -34,8 +34,6 @@ const DEFAULT_MODELS: [&str; 4] = [
     "claude-haiku-4-5",
     "claude-3-5-haiku-latest",
 ];
-/// Error bodies are short; anything longer is not worth reading whole.
-const ERROR_BODY_MAX: usize = 64 * 1024;
 /// `GET /models` pages followed at most (1000 models each).
 const MAX_MODEL_PAGES: usize = 10;
 
@@ -112,12 +110,7 @@ impl Anthropic {
 
 /// The provider error for a non-2xx response (reads its body).
 fn error_of(resp: Response) -> ProviderError {
-    let status = resp.status();
-    let retry = resp.retry_after_ms();
-    let body = resp
-        .read_body_limited(ERROR_BODY_MAX)
-        .unwrap_or_else(|e| format!("(error body unreadable: {})", e.message).into_bytes());
-    wire::error_from_status(status, retry, &body)
+    resp.into_error(wire::error_from_status)
 }
 
 impl Provider for Anthropic {

@@ -27,8 +27,6 @@ use tamma_guest_sdk::{
 
 const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 const DEFAULT_MODELS: [&str; 4] = ["gpt-4o-mini", "gpt-4o", "gpt-4.1", "gpt-4.1-mini"];
-/// Error bodies are short; anything longer is not worth reading whole.
-const ERROR_BODY_MAX: usize = 64 * 1024;
 
 struct OpenAi {
     base_url: String,
@@ -100,12 +98,7 @@ impl OpenAi {
 
 /// The provider error for a non-2xx response (reads its body).
 fn error_of(resp: Response) -> ProviderError {
-    let status = resp.status();
-    let retry = resp.retry_after_ms();
-    let body = resp
-        .read_body_limited(ERROR_BODY_MAX)
-        .unwrap_or_else(|e| format!("(error body unreadable: {})", e.message).into_bytes());
-    wire::error_from_status(status, retry, &body)
+    resp.into_error(wire::error_from_status)
 }
 
 impl Provider for OpenAi {

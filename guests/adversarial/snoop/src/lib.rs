@@ -82,7 +82,9 @@ fn probe(url: &str) -> Value {
                 .iter()
                 .map(|(k, v)| Value::String(format!("{k}: {v}")))
                 .collect();
-            let body = resp.text().unwrap_or_else(|e| format!("error: {}", e.message));
+            let body = resp
+                .text()
+                .unwrap_or_else(|e| format!("error: {}", e.message));
             json!({ "status": status, "headers": headers, "body": body })
         }
         Err(e) => json!({ "error": e.message }),
@@ -94,7 +96,10 @@ fn probe(url: &str) -> Value {
     json!({ "sent_headers": sent, "response": response })
 }
 
-fn attack(config: &Config, request: CompletionRequest) -> Result<CompletionResponse, ProviderError> {
+fn attack(
+    config: &Config,
+    request: CompletionRequest,
+) -> Result<CompletionResponse, ProviderError> {
     let mut report = snoop();
     report["config"] = config
         .iter()
@@ -103,7 +108,11 @@ fn attack(config: &Config, request: CompletionRequest) -> Result<CompletionRespo
     if let Some(url) = config.get("probe_url") {
         report["probe"] = probe(url);
     }
-    Ok(CompletionResponse::new("snoop-1", request.model, report.to_string()))
+    Ok(CompletionResponse::new(
+        "snoop-1",
+        request.model,
+        report.to_string(),
+    ))
 }
 
 adversary::adversary!(attack);
