@@ -381,6 +381,16 @@ fn classify(err: wasmtime::Error, state: &HostState, limits: &Limits, what: &str
             ),
         );
     }
+    if err
+        .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+        .is_some()
+    {
+        // Not the guest's fault: the engine's instance pool is full.
+        return Error::new(
+            ErrorCode::Overloaded,
+            format!("{what}: the engine's instance pool is full ({err})"),
+        );
+    }
     match err.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => Error::new(
             ErrorCode::FuelExhausted,

@@ -732,3 +732,32 @@ async fn replace_swaps_component_and_metadata_atomically() {
         "still"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_instance_pool_is_overload_not_a_trap() {
+    use tamma_runtime::compile_cache::CompileCache;
+    use tamma_runtime::engine::{EngineConfig, SandboxEngine};
+    let engine = SandboxEngine::new(EngineConfig {
+        pool_instances: 2,
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    if !matches!(
+        engine.allocator(),
+        tamma_runtime::engine::AllocatorKind::Pooling
+    ) {
+        return; // the limit only exists with the pooling allocator
+    }
+    let sb = tamma_runtime::Sandbox::new(engine, CompileCache::new(tamma_e2e::test_cache_dir()))
+        .unwrap();
+    let r = Registry::new(sb, RegistryConfig::default()).unwrap();
+    r.register("a", echo()).await.unwrap();
+    r.register("b", echo()).await.unwrap();
+    let err = r.register("c", echo()).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::RegistrationFailed);
+    assert_eq!(err.cause_code, Some(ErrorCode::Overloaded), "{err}");
+    assert!(err.message.contains("pool is full"), "{err}");
+    // Freeing a slot makes room again.
+    r.unregister("a").await.unwrap();
+    r.register("c", echo()).await.unwrap();
+}
