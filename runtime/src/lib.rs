@@ -30,6 +30,7 @@
 //! | [`discovery`] | providers from the config file, plugin directory and environment; hot reload |
 //! | [`server`] | `tamma serve`: OpenAI-compatible gateway, admin API, probes, metrics |
 //! | [`cli`] | the `tamma` command line (`cli/`: one file per group of subcommands) |
+//! | `bench_support` | entry points for the benchmarks only (hidden, not a stable API) |
 
 pub mod builtins;
 pub mod circuit_breaker;
