@@ -159,6 +159,22 @@ pub(crate) fn capabilities(c: wit::Capabilities) -> t::Capabilities {
     }
 }
 
+/// Longest guest-written message kept (errors, health): these travel into logs,
+/// events and HTTP answers, so a guest must not be able to make them huge.
+const MAX_MESSAGE_CHARS: usize = 4096;
+
+fn bounded(mut text: String) -> String {
+    if text.len() > MAX_MESSAGE_CHARS {
+        let cut = (0..=MAX_MESSAGE_CHARS)
+            .rev()
+            .find(|i| text.is_char_boundary(*i))
+            .unwrap_or(0);
+        text.truncate(cut);
+        text.push_str("…");
+    }
+    text
+}
+
 pub(crate) fn health(h: wit::Health) -> t::Health {
     t::Health {
         status: match h.status {
@@ -166,7 +182,7 @@ pub(crate) fn health(h: wit::Health) -> t::Health {
             wit::HealthStatus::Degraded => t::HealthStatus::Degraded,
             wit::HealthStatus::Unhealthy => t::HealthStatus::Unhealthy,
         },
-        message: h.message,
+        message: bounded(h.message),
     }
 }
 
@@ -185,7 +201,7 @@ pub(crate) fn provider_error(e: wit::ProviderError) -> t::ProviderError {
             wit::ErrorCode::QuotaExceeded => C::QuotaExceeded,
             wit::ErrorCode::ServiceUnavailable => C::ServiceUnavailable,
         },
-        message: e.message,
+        message: bounded(e.message),
         retryable: e.retryable,
         retry_after_ms: e.retry_after_ms,
     }

@@ -71,7 +71,9 @@ impl CompileCache {
         if let Some(h) = std::env::var_os("HOME") {
             return PathBuf::from(h).join(".cache").join("tamma");
         }
-        std::env::temp_dir().join("tamma-cache")
+        // Per user, so another account on the machine cannot plant entries.
+        let user = std::env::var("USER").unwrap_or_else(|_| "user".into());
+        std::env::temp_dir().join(format!("tamma-cache-{user}"))
     }
 
     /// The cache directory, if caching is on.
@@ -164,7 +166,7 @@ fn store(path: &Path, component: &Component) -> std::io::Result<()> {
         .serialize()
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
+    create_private_dir(dir)?;
     let mut tmp = tempfile_in(dir)?;
     tmp.1.write_all(MAGIC)?;
     tmp.1.write_all(&Sha256::digest(&payload))?;
@@ -174,6 +176,26 @@ fn store(path: &Path, component: &Component) -> std::io::Result<()> {
     fs::rename(&tmp.0, path).inspect_err(|_| {
         let _ = fs::remove_file(&tmp.0);
     })
+}
+
+/// Entries are native code loaded without further checks by wasmtime: the cache
+/// directory is created readable and writable by its owner only.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+    }
+    #[cfg(not(unix))]
+    {
+        fs::create_dir_all(dir)
+    }
 }
 
 /// A uniquely named temporary file beside the final entry (same filesystem, so the

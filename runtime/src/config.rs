@@ -1136,8 +1136,46 @@ pub(crate) fn valid_secret_name(name: &str) -> bool {
 
 /// serde_json messages, with "field" spoken as "key".
 fn clean_serde(msg: &str) -> String {
-    msg.replace("unknown field", "unknown key")
-        .replace("missing field", "missing key")
+    redact_values(
+        &msg.replace("unknown field", "unknown key")
+            .replace("missing field", "missing key"),
+    )
+}
+
+/// Drop the offending *values* serde quotes in its messages (`unknown variant
+/// `sk-…``, `invalid type: string "…"`): a value in the wrong place may be a
+/// secret, such as an admin token written inline. Key names are kept.
+fn redact_values(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(pos) = [
+        "variant ",
+        "string ",
+        "integer ",
+        "floating point ",
+        "char ",
+    ]
+    .iter()
+    .filter_map(|m| rest.find(m).map(|i| i + m.len()))
+    .min()
+    {
+        out.push_str(&rest[..pos]);
+        rest = &rest[pos..];
+        let close = match rest.chars().next() {
+            Some('`') => '`',
+            Some('"') => '"',
+            _ => continue,
+        };
+        match rest[1..].find(close) {
+            Some(end) => {
+                out.push_str("(value hidden)");
+                rest = &rest[end + 2..];
+            }
+            None => break,
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Keys of `[providers.NAME]`.
@@ -1509,6 +1547,28 @@ fn check_plugin_grant(c: &mut Checker<'_>, name: &str, node: &Node) -> Option<Pl
         }
     }
     ok.then_some(g)
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::redact_values;
+
+    #[test]
+    fn values_in_serde_messages_are_hidden_keys_are_kept() {
+        assert_eq!(
+            redact_values("unknown variant `sk-secret-123`, expected one of `env`, `file`"),
+            "unknown variant (value hidden), expected one of `env`, `file`"
+        );
+        assert_eq!(
+            redact_values("invalid type: string \"hunter2\", expected a table"),
+            "invalid type: string (value hidden), expected a table"
+        );
+        assert_eq!(redact_values("unknown key `listn`"), "unknown key `listn`");
+        assert_eq!(
+            redact_values("invalid type: integer `42`"),
+            "invalid type: integer (value hidden)"
+        );
+    }
 }
 
 #[cfg(test)]

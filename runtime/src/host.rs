@@ -27,6 +27,13 @@ use crate::settings::ProviderSettings;
 /// past this fail in the guest (Rust's `eprintln!` then panics, retiring the instance).
 const STDIO_CAPACITY: usize = 64 * 1024;
 
+/// Live resource handles (streams, pollables, HTTP objects) one instance may hold.
+const MAX_RESOURCES: usize = 10_000;
+/// Bytes of one `wasi:http` fields object (a header block).
+const MAX_HTTP_FIELDS_BYTES: usize = 64 * 1024;
+/// Bytes one `wasi:random` call may ask for.
+const MAX_RANDOM_BYTES: u64 = 1024 * 1024;
+
 /// State held by each instance's `Store`.
 pub(crate) struct HostState {
     provider: std::sync::Arc<str>,
@@ -58,13 +65,21 @@ impl HostState {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
+            .max_random_size(MAX_RANDOM_BYTES)
             .build();
+        // Host-side memory a guest can make the host hold is capped too, not only
+        // its linear memory: resource handles (streams, pollables, fields) and the
+        // size of one HTTP header block.
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(MAX_HTTP_FIELDS_BYTES);
         HostState {
             provider,
             wasi,
-            http: WasiHttpCtx::new(),
+            http,
             hooks,
-            table: ResourceTable::new(),
+            table,
             limiter: Limiter::new(limits),
             stderr,
             deadline: Instant::now(),
@@ -136,6 +151,9 @@ impl WasiHttpView for HostState {
 pub(crate) struct Limiter {
     inner: StoreLimits,
     memory_cap: usize,
+    /// Bytes of all linear memories together: the cap is per instance, so a
+    /// component with several memories cannot multiply it.
+    memory_total: usize,
     pub(crate) memory_limit_hit: bool,
 }
 
@@ -151,6 +169,7 @@ impl Limiter {
                 .trap_on_grow_failure(true)
                 .build(),
             memory_cap: limits.memory_bytes(),
+            memory_total: 0,
             memory_limit_hit: false,
         }
     }
@@ -163,10 +182,19 @@ impl ResourceLimiter for Limiter {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_cap {
+        let total = self
+            .memory_total
+            .saturating_add(desired.saturating_sub(current));
+        if desired > self.memory_cap || total > self.memory_cap {
             self.memory_limit_hit = true;
+            // Refused like any failed grow (trap_on_grow_failure turns it into a trap).
+            return Err(wasmtime::Error::msg("forcing trap when growing memory"));
         }
-        self.inner.memory_growing(current, desired, maximum)
+        let allowed = self.inner.memory_growing(current, desired, maximum)?;
+        if allowed {
+            self.memory_total = total;
+        }
+        Ok(allowed)
     }
 
     fn table_growing(
@@ -219,30 +247,35 @@ impl wit_host::Host for HostState {
         }
         self.log_records_left -= 1;
         self.log_bytes_left -= size;
-        // Guest text is untrusted: it goes into a field (escaped by the formatter),
-        // never into the format string, and is truncated.
+        // Guest text is untrusted: it goes into fields, Debug-escaped, never into the
+        // format string, and is truncated.
         let message: String = message.chars().take(4096).collect();
         let fields = if fields.is_empty() {
             String::new()
         } else {
             fields
                 .iter()
-                .map(|(k, v)| format!("{k}={v:?}"))
+                .map(|(k, v)| format!("{k:?}={v:?}"))
                 .collect::<Vec<_>>()
                 .join(" ")
         };
         let provider = &*self.provider;
+        // `?` (Debug) escapes newlines and quotes, so a guest cannot forge host log lines.
         match level {
             LogLevel::Trace => {
-                tracing::trace!(target: "tamma::guest", provider, fields, "{message}")
+                tracing::trace!(target: "tamma::guest", provider, fields, guest_message = ?message)
             }
             LogLevel::Debug => {
-                tracing::debug!(target: "tamma::guest", provider, fields, "{message}")
+                tracing::debug!(target: "tamma::guest", provider, fields, guest_message = ?message)
             }
-            LogLevel::Info => tracing::info!(target: "tamma::guest", provider, fields, "{message}"),
-            LogLevel::Warn => tracing::warn!(target: "tamma::guest", provider, fields, "{message}"),
+            LogLevel::Info => {
+                tracing::info!(target: "tamma::guest", provider, fields, guest_message = ?message)
+            }
+            LogLevel::Warn => {
+                tracing::warn!(target: "tamma::guest", provider, fields, guest_message = ?message)
+            }
             LogLevel::Error => {
-                tracing::error!(target: "tamma::guest", provider, fields, "{message}")
+                tracing::error!(target: "tamma::guest", provider, fields, guest_message = ?message)
             }
         }
         Ok(())

@@ -54,6 +54,18 @@ impl Registry {
             .await
         {
             Ok(inst) => {
+                // Shutdown or unregister may have run while we were initializing
+                // (shutdown does not wait forever for this lock): do not revive it.
+                if let Err(e) = self.check_open().and_then(|()| {
+                    if entry.is_removed() {
+                        Err(crate::registry::not_found(&entry.name))
+                    } else {
+                        Ok(())
+                    }
+                }) {
+                    inst.dispose(inst.limits().dispose_timeout()).await;
+                    return Err(e);
+                }
                 entry.set_current(Some(inst));
                 self.set_state(entry, ProviderState::Ready);
                 Ok(())

@@ -108,6 +108,9 @@ impl Registry {
     pub fn start_monitoring(&self, name: &str) -> Result<()> {
         self.entry(name)?;
         let mut tasks = self.inner.monitors.tasks();
+        // Checked under the tasks lock, which shutdown's stop_monitoring_all also
+        // takes: no monitor can start after shutdown stopped them all.
+        self.check_open()?;
         if tasks.get(name).is_some_and(|t| !t.is_finished()) {
             return Ok(());
         }

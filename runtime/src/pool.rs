@@ -115,8 +115,13 @@ impl InstancePool {
     pub(crate) fn put_idle(&self, inst: Instance) {
         if inst.retired {
             self.counters.retired.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.idle().push(inst);
+            return;
+        }
+        let mut idle = self.idle();
+        // A closed pool has already disposed its idle instances; a full one has
+        // no use for more.
+        if !self.is_closed() && idle.len() < self.limits().max_concurrency as usize {
+            idle.push(inst);
         }
     }
 
@@ -130,11 +135,15 @@ impl InstancePool {
             ));
         }
         self.counters.health_checks.fetch_add(1, Ordering::Relaxed);
-        let idle = self.idle().pop();
-        if let Some(mut inst) = idle {
-            let r = inst.health_check(timeout).await;
-            self.put_idle(inst);
-            return r;
+        // An idle instance only with a free traffic slot (taken without waiting), so
+        // the check neither grows the pool past max_concurrency nor escapes `close`.
+        if let Ok(_permit) = self.permits.try_acquire() {
+            let idle = self.idle().pop();
+            if let Some(mut inst) = idle {
+                let r = inst.health_check(timeout).await;
+                self.put_idle(inst);
+                return r;
+            }
         }
         let Ok(mut probe) = self.probe.try_lock() else {
             return Err(Error::new(
@@ -162,13 +171,14 @@ impl InstancePool {
                 "provider is shutting down",
             ));
         }
-        self.counters.waiting.fetch_add(1, Ordering::Relaxed);
+        // A guard, so a caller that gives up while queued is not counted forever.
+        let waiting = Waiting::new(&self.counters.waiting);
         let waited = tokio::time::timeout(
             self.limits().queue_timeout(),
             self.permits.clone().acquire_owned(),
         )
         .await;
-        self.counters.waiting.fetch_sub(1, Ordering::Relaxed);
+        drop(waiting);
         let permit = match waited {
             Ok(Ok(p)) => p,
             Ok(Err(_)) => {
@@ -189,6 +199,13 @@ impl InstancePool {
                 ));
             }
         };
+        // `close` may have begun while we queued: never spawn into a closed pool.
+        if self.is_closed() {
+            return Err(Error::new(
+                ErrorCode::ProviderStopped,
+                "provider is shutting down",
+            ));
+        }
         let reused = self.idle().pop();
         let inst = match reused {
             Some(i) => i,
@@ -262,6 +279,22 @@ impl InstancePool {
     }
 }
 
+/// Counts a queued caller for as long as it exists.
+struct Waiting<'a>(&'a AtomicU64);
+
+impl<'a> Waiting<'a> {
+    fn new(counter: &'a AtomicU64) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Waiting(counter)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// An instance on loan; returned to the pool on drop unless it was retired.
 pub(crate) struct Lease {
     inst: Option<Instance>,
@@ -285,11 +318,7 @@ impl Drop for Lease {
         if let Some(mut inst) = self.inst.take() {
             c.fuel_used
                 .fetch_add(std::mem::take(&mut inst.fuel_unreported), Ordering::Relaxed);
-            if inst.retired {
-                c.retired.fetch_add(1, Ordering::Relaxed);
-            } else {
-                self.pool.idle().push(inst);
-            }
+            self.pool.put_idle(inst);
         }
     }
 }

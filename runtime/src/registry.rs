@@ -744,8 +744,9 @@ impl Registry {
             .await
             .map_err(|e| e.wrap(ErrorCode::RegistrationFailed, "initialization failed"))?;
         let _guard = entry.lifecycle.lock().await;
-        if entry.is_removed() {
+        if entry.is_removed() || self.check_open().is_err() {
             fresh.dispose(fresh.limits().dispose_timeout()).await;
+            self.check_open()?;
             return Err(not_found(name));
         }
         let metadata = ProviderMetadata {

@@ -159,10 +159,16 @@ pub struct CompletionResponse {
     pub usage: Usage,
 }
 
+/// Bytes counted for each chunk and each tool call (or fragment) on top of their
+/// text, so that a stream of empty chunks still reaches the response-size cap.
+pub const PER_ITEM_OVERHEAD: usize = 64;
+
 impl CompletionResponse {
     /// Bytes the answer occupies, for the response-size cap.
     pub fn payload_bytes(&self) -> usize {
-        self.id.len()
+        PER_ITEM_OVERHEAD
+            + self.tool_calls.len() * PER_ITEM_OVERHEAD
+            + self.id.len()
             + self.model.len()
             + self.content.len()
             + self
@@ -202,7 +208,9 @@ pub struct StreamChunk {
 impl StreamChunk {
     /// Bytes the chunk occupies, for the response-size cap.
     pub fn payload_bytes(&self) -> usize {
-        self.id.len()
+        PER_ITEM_OVERHEAD
+            + self.tool_call_deltas.len() * PER_ITEM_OVERHEAD
+            + self.id.len()
             + self.model.len()
             + self.delta.len()
             + self

@@ -301,19 +301,23 @@ async fn replace(
             );
         }
         let reg = registration(u)?;
-        if state.registry.contains(&name) {
-            state
-                .registry
-                .replace(&name, reg)
-                .await
-                .map(|s| (StatusCode::OK, s))
-        } else {
-            state
-                .registry
-                .register(&name, reg)
-                .await
-                .map(|s| (StatusCode::CREATED, s))
-        }
+        let (registry, name) = (state.registry.clone(), name.clone());
+        // Detached like every other mutation: a client that disconnects must not
+        // cancel a replacement half-way through a guest call.
+        detached(async move {
+            if registry.contains(&name) {
+                registry
+                    .replace(&name, reg)
+                    .await
+                    .map(|s| (StatusCode::OK, s))
+            } else {
+                registry
+                    .register(&name, reg)
+                    .await
+                    .map(|s| (StatusCode::CREATED, s))
+            }
+        })
+        .await
         .map_err(|e| ApiError::from(&e))
     }
     .await;

@@ -29,6 +29,7 @@ pub mod api_error;
 #[doc(hidden)]
 pub mod client;
 pub mod config;
+pub mod host_guard;
 pub mod limits;
 pub mod metrics;
 pub mod openai_api;
@@ -112,6 +113,8 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     pub started: Instant,
     pub started_unix: u64,
+    /// Bound to a loopback address: only loopback `Host` names are answered.
+    pub loopback_only: bool,
 }
 
 /// What a server run did.
@@ -217,6 +220,7 @@ impl Server {
             shutdown: shutdown_rx,
             started: Instant::now(),
             started_unix: openai_api::unix_now(),
+            loopback_only: is_loopback(&local),
         };
         Ok(Server {
             state,
@@ -405,6 +409,10 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             limits::guard,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            host_guard::guard,
         ));
     Router::new()
         .route("/healthz", get(probes::healthz))

@@ -314,7 +314,7 @@ fn usage_json(u: &Usage) -> Value {
     let mut v = json!({
         "prompt_tokens": u.input_tokens,
         "completion_tokens": u.output_tokens,
-        "total_tokens": u.total_tokens.max(u.input_tokens + u.output_tokens),
+        "total_tokens": u.total_tokens.max(u.input_tokens.saturating_add(u.output_tokens)),
     });
     if let Some(c) = u.cache_read_tokens {
         v["prompt_tokens_details"] = json!({ "cached_tokens": c });

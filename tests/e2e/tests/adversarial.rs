@@ -32,8 +32,8 @@ where
         let (stop, answered) = (stop.clone(), answered.clone());
         tokio::spawn(async move {
             let mut i = 0u64;
-            // Bounded: stops when the attack is over, or after 100k calls.
-            while !stop.load(Ordering::Relaxed) && i < 100_000 {
+            // Bounded: stops when the attack is over, or after 20M calls.
+            while !stop.load(Ordering::Relaxed) && i < 20_000_000 {
                 let text = format!("still here {i}");
                 let r = echo
                     .complete(&CompletionRequest::prompt("echo-1", &text))
@@ -46,13 +46,29 @@ where
             }
         })
     };
+    // The bystander is serving before the attack starts, and still serving after it
+    // (bounded waits: 10 s each).
+    let wait_for = |n: u64| {
+        let answered = answered.clone();
+        async move {
+            for _ in 0..10_000 {
+                if answered.load(Ordering::Relaxed) >= n {
+                    return true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            false
+        }
+    };
+    assert!(wait_for(1).await, "bystander answered before the attack");
     attack().await;
+    let after = answered.load(Ordering::Relaxed);
+    assert!(
+        wait_for(after + 1).await,
+        "bystander answers after the attack"
+    );
     stop.store(true, Ordering::Relaxed);
     bystander.await.expect("bystander task did not panic");
-    assert!(
-        answered.load(Ordering::Relaxed) > 0,
-        "bystander made progress"
-    );
 }
 
 async fn expect_code(p: &ProviderInstance, code: ErrorCode) -> Error {

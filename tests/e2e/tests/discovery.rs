@@ -399,7 +399,8 @@ secrets = { api_key = { env = "NOT_SET_ANYWHERE" } }
     for expected in [
         "providers.bad.colour (line 6): unknown key `colour`",
         "providers.bad.limits.memory_mib (line 8): must be between 1 and 4096, got 100000",
-        "providers.bad.limits.fuel (line 9): invalid type: string \"lots\", expected u64",
+        // Values in wrong places are never echoed: they may be secrets.
+        "providers.bad.limits.fuel (line 9): invalid type: string (value hidden), expected u64",
         "providers.bad.secrets.api_key (line 11): inline secret values are not allowed",
         "providers.missing.component (line 14): cannot read",
         "providers.Bad_Name (line 16): provider name \"Bad_Name\" contains 'B'",

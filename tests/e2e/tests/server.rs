@@ -300,10 +300,10 @@ async fn errors_have_openai_shape_and_fitting_statuses() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_error_after_the_stream_started_is_an_in_band_error_event_not_a_clean_end() {
     let r = registry(5);
-    // Each streamed word costs ~20 bytes of the response cap: the first chunks
-    // pass, then the stream's total goes over it.
+    // Each streamed word costs ~80 bytes of the response cap (its text plus a
+    // 64-byte per-chunk overhead): the first chunks pass, then the total goes over.
     let small = Limits {
-        max_response_bytes: 60,
+        max_response_bytes: 300,
         ..Limits::default()
     };
     r.register(
@@ -719,7 +719,7 @@ async fn limits_answer_413_429_and_408() {
 
     // 408: headers not finished in time.
     let mut tcp = tokio::net::TcpStream::connect(a).await.unwrap();
-    tcp.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n")
+    tcp.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\n")
         .await
         .unwrap();
     let mut buf = Vec::new();
@@ -734,7 +734,7 @@ async fn limits_answer_413_429_and_408() {
     // 408: body not sent in time.
     let mut tcp = tokio::net::TcpStream::connect(a).await.unwrap();
     tcp.write_all(
-        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{\"mo",
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: 100\r\n\r\n{\"mo",
     )
     .await
     .unwrap();
@@ -860,4 +860,34 @@ async fn a_client_that_goes_away_mid_call_does_not_harm_the_provider() {
     let snap = r.snapshot_of("test").unwrap();
     assert_eq!(snap.calls.failures, 0, "{:?}", snap.calls);
     s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loopback_server_refuses_foreign_host_names() {
+    // DNS rebinding: a web page's name pointed at 127.0.0.1 arrives in `Host`.
+    let r = registry(5);
+    let s = serve(&r, ServerConfig::default()).await;
+    let body = br#"{"model":"echo/echo-1","messages":[{"role":"user","content":"hi"}]}"#;
+    for (host, refused) in [
+        ("evil.example", true),
+        ("evil.example:8080", true),
+        ("127.0.0.1", false),
+        ("localhost", false),
+    ] {
+        let mut tcp = tokio::net::TcpStream::connect(s.addr()).await.unwrap();
+        let head = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        );
+        tcp.write_all(head.as_bytes()).await.unwrap();
+        tcp.write_all(body).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut answer))
+            .await
+            .unwrap()
+            .unwrap();
+        let text = String::from_utf8_lossy(&answer);
+        // Loopback names reach the API (whatever it answers); others never do.
+        assert_eq!(text.starts_with("HTTP/1.1 403"), refused, "{host}: {text}");
+    }
 }
