@@ -170,7 +170,7 @@ fn bounded(mut text: String) -> String {
             .find(|i| text.is_char_boundary(*i))
             .unwrap_or(0);
         text.truncate(cut);
-        text.push_str("…");
+        text.push('…');
     }
     text
 }
