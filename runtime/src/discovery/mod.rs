@@ -636,6 +636,11 @@ impl Discovery {
                     }
                     state.owned.remove(&name);
                     state.reported.remove(&name);
+                    // Ownership was checked at the start of the round; the admin API
+                    // may have taken the name over since (installs take seconds).
+                    if registry.discovery_origin(&name) == Some(Origin::Api) {
+                        continue;
+                    }
                     match registry.unregister(&name).await {
                         Ok(_) => {
                             tracing::info!(target: "tamma::discovery", provider = %name, source = ?o.origin, "provider removed");
@@ -689,6 +694,12 @@ impl Discovery {
             version: c.version,
         };
         let registry = &self.inner.registry;
+        if matches!(how, Install::Replace) && registry.discovery_origin(&name) == Some(Origin::Api)
+        {
+            // Taken over through the admin API since this round began: not ours.
+            state.owned.remove(&name);
+            return;
+        }
         let result = match how {
             Install::Register => registry.register(&name, registration).await,
             Install::Replace => registry.replace(&name, registration).await,
