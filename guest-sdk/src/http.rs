@@ -709,6 +709,27 @@ impl Response {
     pub fn into_sse(self) -> SseReader<BodyReader> {
         SseReader::new(self.body)
     }
+
+    /// The answer to a streaming request as a chunk stream: `events` turns the SSE
+    /// body into chunks; a server that ignored `stream: true` and sent a whole JSON
+    /// answer instead is parsed with `whole` and handed out as one chunk, rather
+    /// than failing.
+    pub fn into_chunk_stream<S: crate::ChunkStream + 'static>(
+        self,
+        whole: impl FnOnce(&[u8]) -> Result<crate::CompletionResponse, ProviderError>,
+        events: impl FnOnce(SseReader<BodyReader>) -> S,
+    ) -> Result<Box<dyn crate::ChunkStream>, ProviderError> {
+        let is_json = self
+            .header("content-type")
+            .is_some_and(|t| t.to_ascii_lowercase().contains("application/json"));
+        if is_json {
+            let answer = whole(&self.read_body()?)?;
+            return Ok(crate::VecStream::boxed(vec![
+                crate::StreamChunk::from_response(answer),
+            ]));
+        }
+        Ok(Box::new(events(self.into_sse())))
+    }
 }
 
 /// Something that yields a body piece by piece: `Ok(None)` at the end.

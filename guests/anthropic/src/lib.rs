@@ -22,7 +22,7 @@ mod wire;
 use tamma_guest_sdk::http::{self, join_url, Request, Response};
 use tamma_guest_sdk::{
     collect_stream, debug, export_provider, Capabilities, ChunkStream, CompletionRequest,
-    CompletionResponse, Config, Health, ModelInfo, Provider, ProviderError, StreamChunk, VecStream,
+    CompletionResponse, Config, Health, ModelInfo, Provider, ProviderError,
 };
 
 const DEFAULT_BASE_URL: &str = "https://api.anthropic.com/v1";
@@ -205,17 +205,10 @@ impl Provider for Anthropic {
         request: CompletionRequest,
     ) -> Result<Box<dyn ChunkStream>, ProviderError> {
         let (resp, model) = self.post_messages(&request, true)?;
-        let content_type = resp
-            .header("content-type")
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        if content_type.contains("application/json") {
-            // A gateway that ignores `stream: true` answers with a whole message;
-            // hand it out as one chunk rather than failing.
-            let whole = wire::parse_message(&resp.read_body()?, &model)?;
-            return Ok(VecStream::boxed(vec![StreamChunk::from_response(whole)]));
-        }
-        Ok(Box::new(wire::MessageStream::new(resp.into_sse(), &model)))
+        resp.into_chunk_stream(
+            |body| wire::parse_message(body, &model),
+            |events| wire::MessageStream::new(events, &model),
+        )
     }
 
     /// `GET /models?limit=1`: costs no tokens, checks reachability and the key.

@@ -22,7 +22,7 @@ mod wire;
 use tamma_guest_sdk::http::{self, join_url, Request, Response};
 use tamma_guest_sdk::{
     collect_stream, debug, export_provider, Capabilities, ChunkStream, CompletionRequest,
-    CompletionResponse, Config, Health, ModelInfo, Provider, ProviderError, StreamChunk, VecStream,
+    CompletionResponse, Config, Health, ModelInfo, Provider, ProviderError,
 };
 
 const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
@@ -163,17 +163,10 @@ impl Provider for OpenAi {
         request: CompletionRequest,
     ) -> Result<Box<dyn ChunkStream>, ProviderError> {
         let (resp, model) = self.post_chat(&request, true)?;
-        let content_type = resp
-            .header("content-type")
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        if content_type.contains("application/json") {
-            // A server that ignores `stream: true` answers with a whole completion;
-            // hand it out as one chunk rather than failing.
-            let whole = wire::parse_completion(&resp.read_body()?, &model)?;
-            return Ok(VecStream::boxed(vec![StreamChunk::from_response(whole)]));
-        }
-        Ok(Box::new(wire::ChatStream::new(resp.into_sse(), &model)))
+        resp.into_chunk_stream(
+            |body| wire::parse_completion(body, &model),
+            |events| wire::ChatStream::new(events, &model),
+        )
     }
 
     /// `GET /models`: costs no tokens, and checks reachability and credentials.
