@@ -3,7 +3,8 @@ CARGO        ?= cargo
 GUEST_TARGET := wasm32-wasip2
 GUEST_DIR    := target/$(GUEST_TARGET)/guest
 TAMMA        := target/debug/tamma
-HOST_CRATES  := --exclude tamma-runtime --exclude tamma-e2e --exclude tamma-mock-upstream
+HOST_CRATES  := tamma-sandbox tamma-registry tamma-server tamma tamma-test-support tamma-e2e tamma-mock-upstream
+NOT_HOST     := $(foreach c,$(HOST_CRATES),--exclude $(c))
 
 .PHONY: all setup guests guests-js guests-py build demo test bench fmt lint clean
 
@@ -15,7 +16,7 @@ setup:
 
 ## guests: build every guest component into target/wasm32-wasip2/guest/
 guests: setup guests-js guests-py
-	$(CARGO) build --target $(GUEST_TARGET) --profile guest --workspace $(HOST_CRATES)
+	$(CARGO) build --target $(GUEST_TARGET) --profile guest --workspace $(NOT_HOST)
 
 # JavaScript and Python providers. The toolchains are pinned (guests/js-sdk/
 # package-lock.json, guests/py-sdk/requirements.txt) and installed into ignored
@@ -65,7 +66,7 @@ $(GUEST_DIR)/py_%.wasm: $$(wildcard guests/py-$$*/*.py) $(wildcard $(PY_SDK)/tam
 
 ## build: the runtime (binary `tamma`) and the guests
 build: guests
-	$(CARGO) build -p tamma-runtime
+	$(CARGO) build -p tamma
 
 ## demo: start the gateway on its built-in default (echo), ask it over HTTP, stop it
 demo: build
@@ -89,7 +90,7 @@ test: guests $(PY_TEST_TOOLS)
 ## bench: benchmarks (release build); prints `bench: <name> <value> <unit>` lines
 bench: guests
 	$(CARGO) bench -p tamma-e2e
-	$(CARGO) bench -p tamma-runtime --bench startup
+	$(CARGO) bench -p tamma --bench startup
 
 fmt:
 	$(CARGO) fmt --all

@@ -10,10 +10,10 @@ use std::time::Instant;
 
 use tamma_e2e::{guest, sandbox};
 use tamma_mock_upstream::MockUpstream;
-use tamma_runtime::egress::EgressPolicy;
-use tamma_runtime::server::client::Conn;
-use tamma_runtime::types::CompletionRequest;
-use tamma_runtime::{Limits, ProviderInstance, ProviderSettings};
+use tamma_registry::{Limits, ProviderInstance, ProviderSettings};
+use tamma_sandbox::egress::EgressPolicy;
+use tamma_sandbox::types::CompletionRequest;
+use tamma_test_support::client::Conn;
 
 const CONCURRENCY: usize = 8;
 const PER_TASK: usize = 300;

@@ -26,13 +26,13 @@ use std::time::{Duration, Instant};
 
 use tamma_e2e::{guest, sandbox};
 use tamma_mock_upstream::MockUpstream;
-use tamma_runtime::egress::{EgressLimits, EgressPolicy};
-use tamma_runtime::server::client::Conn;
-use tamma_runtime::server::config::ServerLimits;
-use tamma_runtime::server::{ServeOptions, Server, ServerConfig};
-use tamma_runtime::{
+use tamma_registry::{
     ComponentSource, Limits, ProviderSettings, Registration, Registry, RegistryConfig,
 };
+use tamma_sandbox::egress::{EgressLimits, EgressPolicy};
+use tamma_server::config::ServerLimits;
+use tamma_server::{ServeOptions, Server, ServerConfig};
+use tamma_test_support::client::Conn;
 
 const SERVER_ENV: &str = "TAMMA_GATEWAY_BENCH_UPSTREAM";
 const RUN: Duration = Duration::from_millis(2_500);

@@ -6,11 +6,11 @@
 use std::time::{Duration, Instant};
 
 use tamma_e2e::guest_bytes;
-use tamma_runtime::bench_support::instantiate_once;
-use tamma_runtime::compile_cache::{CacheOutcome, CompileCache};
-use tamma_runtime::engine::{EngineConfig, SandboxEngine};
-use tamma_runtime::types::CompletionRequest;
-use tamma_runtime::{Limits, Sandbox};
+use tamma_registry::{Limits, Sandbox};
+use tamma_sandbox::compile_cache::{CacheOutcome, CompileCache};
+use tamma_sandbox::engine::{EngineConfig, SandboxEngine};
+use tamma_sandbox::types::CompletionRequest;
+use tamma_test_support::bench::instantiate_once;
 
 fn print(name: &str, value: f64, unit: &str) {
     println!("bench: {name} {value:.3} {unit}");

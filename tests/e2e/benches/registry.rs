@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tamma_e2e::guest_bytes;
-use tamma_runtime::compile_cache::CompileCache;
-use tamma_runtime::engine::{EngineConfig, SandboxEngine};
-use tamma_runtime::registry_config::HealthConfig;
-use tamma_runtime::types::CompletionRequest;
-use tamma_runtime::{ComponentSource, Registration, Registry, RegistryConfig, Sandbox};
+use tamma_registry::registry_config::HealthConfig;
+use tamma_registry::{ComponentSource, Registration, Registry, RegistryConfig, Sandbox};
+use tamma_sandbox::compile_cache::CompileCache;
+use tamma_sandbox::engine::{EngineConfig, SandboxEngine};
+use tamma_sandbox::types::CompletionRequest;
 
 fn print(name: &str, value: f64, unit: &str) {
     println!("bench: {name} {value:.3} {unit}");

@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use tamma_runtime::compile_cache::CompileCache;
-use tamma_runtime::engine::{EngineConfig, SandboxEngine};
-use tamma_runtime::types::{CompletionRequest, StreamChunk, ToolCall, ToolCallDelta};
-use tamma_runtime::{
-    Error, ErrorCode, LoadedComponent, ProviderInstance, ProviderSettings, Sandbox,
+use tamma_registry::{
+    Builtins, Error, ErrorCode, LoadedComponent, ProviderInstance, ProviderSettings, Sandbox,
 };
+use tamma_sandbox::compile_cache::CompileCache;
+use tamma_sandbox::engine::{EngineConfig, SandboxEngine};
+use tamma_sandbox::types::{CompletionRequest, StreamChunk, ToolCall, ToolCallDelta};
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
@@ -37,6 +37,19 @@ pub fn guest(name: &str) -> PathBuf {
 /// Bytes of a built guest component.
 pub fn guest_bytes(name: &str) -> Vec<u8> {
     std::fs::read(guest(name)).expect("guest component is readable")
+}
+
+/// The built-in provider types `tamma` embeds (`echo`, `openai`, `anthropic`),
+/// read from the built guests, for registries that resolve `builtin` sources.
+pub fn builtins() -> Builtins {
+    static BUILTINS: OnceLock<Builtins> = OnceLock::new();
+    BUILTINS
+        .get_or_init(|| {
+            Builtins::new(
+                ["echo", "openai", "anthropic"].map(|n| (n, bytes::Bytes::from(guest_bytes(n)))),
+            )
+        })
+        .clone()
 }
 
 /// Compile cache shared by every test process of a checkout: the JavaScript and

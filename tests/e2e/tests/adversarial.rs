@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tamma_e2e::{guest, sandbox};
-use tamma_runtime::types::CompletionRequest;
-use tamma_runtime::{Error, ErrorCode, Limits, ProviderInstance};
+use tamma_registry::{Error, ErrorCode, Limits, ProviderInstance};
+use tamma_sandbox::types::CompletionRequest;
 
 async fn provider(name: &str, limits: Limits) -> Result<ProviderInstance, Error> {
     let sb = sandbox();

@@ -17,8 +17,8 @@
 use std::time::Duration;
 
 use tamma_e2e::instantiate_loaded;
-use tamma_runtime::types::{CompletionRequest, FinishReason, HealthStatus, Message, Role};
-use tamma_runtime::{ErrorCode, Limits, ProviderInstance, ProviderSettings};
+use tamma_registry::{ErrorCode, Limits, ProviderInstance, ProviderSettings};
+use tamma_sandbox::types::{CompletionRequest, FinishReason, HealthStatus, Message, Role};
 
 async fn provider_with(
     name: &str,

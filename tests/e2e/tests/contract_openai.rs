@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use tamma_e2e::{collect, instantiate_loaded};
 use tamma_mock_upstream::{Fault, HttpError, MockToolCall, MockUpstream, Route, DEFAULT_MODELS};
-use tamma_runtime::egress::EgressPolicy;
-use tamma_runtime::types::{CompletionRequest, FinishReason, HealthStatus};
-use tamma_runtime::{Error, ErrorCode, Limits, ProviderInstance, ProviderSettings};
+use tamma_registry::{Error, ErrorCode, Limits, ProviderInstance, ProviderSettings};
+use tamma_sandbox::egress::EgressPolicy;
+use tamma_sandbox::types::{CompletionRequest, FinishReason, HealthStatus};
 
 const KEY: &str = "sk-test-contract";
 

@@ -5,10 +5,10 @@
 mod discovery_support;
 
 use discovery_support::*;
-use tamma_e2e::{guest, guest_bytes, workspace_root};
-use tamma_runtime::config::{Check, Config};
-use tamma_runtime::discovery::{Discovery, ProviderStatus};
-use tamma_runtime::{ComponentSource, Origin, Registration};
+use tamma_e2e::{builtins, guest, guest_bytes, workspace_root};
+use tamma_registry::config::{Check, Config};
+use tamma_registry::discovery::{Discovery, ProviderStatus};
+use tamma_registry::{ComponentSource, Origin, Registration};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_config_file_alone_registers_its_providers() {
@@ -411,7 +411,7 @@ secrets = { api_key = { env = "NOT_SET_ANYWHERE" } }
     }
     assert!(!text.contains("sk-inline-not-shown"));
     // The same, statically, for `tamma validate`.
-    let check = Config::check_file(&cfg);
+    let check = Config::check_file(&cfg, &builtins());
     assert_eq!(
         check.invalid_providers.len(),
         3,
@@ -484,7 +484,7 @@ async fn providers_registered_through_the_api_are_never_touched() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_file_is_valid_and_its_plugin_grants_apply() {
     let example = workspace_root().join("examples/tamma.toml");
-    let check = Config::check_file(&example);
+    let check = Config::check_file(&example, &builtins());
     assert!(check.is_ok(), "{:#?}", check.problems);
     let cfg = check.config.unwrap();
     assert_eq!(cfg.providers.len(), 3);

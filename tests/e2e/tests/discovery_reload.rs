@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use discovery_support::*;
 use tamma_e2e::guest_bytes;
-use tamma_runtime::config::Check;
-use tamma_runtime::events::{Event, Received};
+use tamma_registry::config::Check;
+use tamma_registry::events::{Event, Received};
 
 const TICK: Duration = Duration::from_millis(20);
 

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use tamma_e2e::{guest, sandbox};
-use tamma_runtime::types::{CompletionRequest, FinishReason, HealthStatus, Message, Role};
-use tamma_runtime::{Limits, ProviderInstance};
+use tamma_registry::{Limits, ProviderInstance};
+use tamma_sandbox::types::{CompletionRequest, FinishReason, HealthStatus, Message, Role};
 
 async fn load(name: &str, config: Vec<(String, String)>) -> ProviderInstance {
     let sb = sandbox();
@@ -69,7 +69,7 @@ async fn echo_rejects_empty_conversation_with_a_provider_error() {
         ..Default::default()
     };
     let err = echo.complete(&req).await.unwrap_err();
-    assert_eq!(err.code, tamma_runtime::ErrorCode::ProviderError);
+    assert_eq!(err.code, tamma_registry::ErrorCode::ProviderError);
     let pe = err.provider_error.expect("carries the guest's error");
     assert_eq!(pe.code.as_str(), "invalid-request");
     assert!(!pe.retryable);

@@ -2,8 +2,8 @@
 //! message (never a panic), and the compile cache is reused, verified and rebuilt.
 
 use tamma_e2e::{guest, guest_bytes, sandbox};
-use tamma_runtime::compile_cache::{CacheOutcome, CompileCache};
-use tamma_runtime::{ErrorCode, Sandbox};
+use tamma_registry::{ErrorCode, Sandbox};
+use tamma_sandbox::compile_cache::{CacheOutcome, CompileCache};
 
 fn invalid(bytes: &[u8]) -> String {
     let err = sandbox().load(bytes).expect_err("refused");
@@ -127,7 +127,7 @@ async fn a_corrupted_cache_entry_is_rebuilt_not_trusted() {
         .await
         .unwrap();
     let r = p
-        .complete(&tamma_runtime::types::CompletionRequest::prompt(
+        .complete(&tamma_sandbox::types::CompletionRequest::prompt(
             "echo-1",
             "still works",
         ))
@@ -140,7 +140,7 @@ async fn a_corrupted_cache_entry_is_rebuilt_not_trusted() {
 async fn limits_are_validated_before_anything_runs() {
     let sb = sandbox();
     let loaded = sb.load_file(&guest("echo")).unwrap();
-    let limits = tamma_runtime::Limits {
+    let limits = tamma_registry::Limits {
         memory_mib: 0,
         max_concurrency: 0,
         ..Default::default()

@@ -8,11 +8,11 @@ use std::time::Duration;
 use serde_json::json;
 use tamma_e2e::{assemble_tool_calls, complete_err, drain, guest_error, load_and_instantiate};
 use tamma_mock_upstream::{Fault, HttpError, MockToolCall, MockUpstream, Route};
-use tamma_runtime::egress::EgressPolicy;
-use tamma_runtime::types::{
+use tamma_registry::{Error, Limits, ProviderInstance, ProviderSettings};
+use tamma_sandbox::egress::EgressPolicy;
+use tamma_sandbox::types::{
     CompletionRequest, FinishReason, HealthStatus, Message, Role, ToolCall, ToolDefinition,
 };
-use tamma_runtime::{Error, Limits, ProviderInstance, ProviderSettings};
 
 const KEY: &str = "sk-ant-test-a1b2c3d4";
 const MODEL: &str = "claude-mock";

@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use tamma_e2e::{assemble_tool_calls, complete_err, drain, guest_error, load_and_instantiate};
 use tamma_mock_upstream::{Fault, HttpError, MockToolCall, MockUpstream, Route};
-use tamma_runtime::egress::EgressPolicy;
-use tamma_runtime::types::{
+use tamma_registry::{Error, ErrorCode, Limits, ProviderInstance, ProviderSettings};
+use tamma_sandbox::egress::EgressPolicy;
+use tamma_sandbox::types::{
     CompletionRequest, FinishReason, HealthStatus, Message, Role, ToolCall, ToolDefinition,
 };
-use tamma_runtime::{Error, ErrorCode, Limits, ProviderInstance, ProviderSettings};
 
 const KEY: &str = "sk-test-5f1e2d3c4b5a";
 const MODEL: &str = "gpt-mock";

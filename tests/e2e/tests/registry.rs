@@ -5,19 +5,19 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tamma_e2e::{guest, guest_bytes, sandbox};
-use tamma_runtime::circuit_breaker::{CircuitBreakerConfig, CircuitState, ManualClock};
-use tamma_runtime::egress::EgressPolicy;
-use tamma_runtime::events::{Event, Received, Subscription};
-use tamma_runtime::registry_config::HealthConfig;
-use tamma_runtime::types::{CompletionRequest, HealthStatus};
-use tamma_runtime::{
+use tamma_e2e::{builtins, guest, guest_bytes, sandbox};
+use tamma_registry::circuit_breaker::{CircuitBreakerConfig, CircuitState, ManualClock};
+use tamma_registry::events::{Event, Received, Subscription};
+use tamma_registry::registry_config::HealthConfig;
+use tamma_registry::{
     ComponentSource, ErrorCode, Limits, ProviderSettings, ProviderState, Registration, Registry,
     RegistryConfig,
 };
+use tamma_sandbox::egress::EgressPolicy;
+use tamma_sandbox::types::{CompletionRequest, HealthStatus};
 
 fn registry() -> Registry {
-    Registry::new(sandbox(), RegistryConfig::default()).unwrap()
+    Registry::with_builtins(sandbox(), RegistryConfig::default(), builtins()).unwrap()
 }
 
 fn test_provider(config: &[(&str, &str)]) -> Registration {
@@ -179,7 +179,7 @@ async fn configuration_is_validated_listing_every_problem() {
         },
         ..RegistryConfig::default()
     };
-    let err = Registry::new(sandbox(), bad).unwrap_err();
+    let err = Registry::with_builtins(sandbox(), bad, builtins()).unwrap_err();
     assert_eq!(err.code, ErrorCode::InvalidConfig);
     assert!(
         err.message.contains("health.interval_ms")
@@ -448,7 +448,7 @@ async fn health_flips_after_thresholds_with_one_event_per_transition() {
         },
         ..RegistryConfig::default()
     };
-    let r = Registry::new(sandbox(), config).unwrap();
+    let r = Registry::with_builtins(sandbox(), config, builtins()).unwrap();
     r.register("h", test_provider(&[])).await.unwrap();
     let mut sub = r.subscribe();
     r.complete("h", &ask("x").with_metadata("set_health", "unhealthy"))
@@ -551,7 +551,7 @@ async fn monitoring_runs_and_stopping_leaves_no_task() {
         },
         ..RegistryConfig::default()
     };
-    let r = Registry::new(sandbox(), config).unwrap();
+    let r = Registry::with_builtins(sandbox(), config, builtins()).unwrap();
     r.register("m1", test_provider(&[("health", "unhealthy")]))
         .await
         .unwrap();
@@ -590,13 +590,13 @@ async fn monitoring_runs_and_stopping_leaves_no_task() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_with_a_hanging_guest_finishes_within_its_timeout() {
     let config = RegistryConfig {
-        lifecycle: tamma_runtime::registry_config::LifecycleConfig {
+        lifecycle: tamma_registry::registry_config::LifecycleConfig {
             dispose_timeout_ms: 300,
             ..Default::default()
         },
         ..RegistryConfig::default()
     };
-    let r = Registry::new(sandbox(), config).unwrap();
+    let r = Registry::with_builtins(sandbox(), config, builtins()).unwrap();
     r.register("fine", echo()).await.unwrap();
     r.register("stuck", test_provider(&[("dispose_hang_ms", "60000")]))
         .await
@@ -673,7 +673,7 @@ async fn an_instance_loaded_by_the_caller_can_be_registered_and_restarted() {
         .register_instance(
             "mine",
             inst,
-            tamma_runtime::Origin::Api,
+            tamma_registry::Origin::Api,
             Some("1.2.3".into()),
         )
         .await
@@ -710,10 +710,10 @@ async fn replace_swaps_component_and_metadata_atomically() {
     let mut sub = r.subscribe();
     let mut v2 = Registration::new(ComponentSource::File(guest("echo")));
     v2.version = Some("2.0.0".into());
-    v2.origin = tamma_runtime::Origin::Plugin;
+    v2.origin = tamma_registry::Origin::Plugin;
     let snap = r.replace("swap", v2).await.unwrap();
     assert_eq!(snap.metadata.version.as_deref(), Some("2.0.0"));
-    assert_eq!(snap.metadata.source, tamma_runtime::Origin::Plugin);
+    assert_eq!(snap.metadata.source, tamma_registry::Origin::Plugin);
     assert_eq!(running.await.unwrap().unwrap().content, "v1:slow");
     assert_eq!(
         r.complete("swap", &ask("new")).await.unwrap().content,
@@ -735,8 +735,8 @@ async fn replace_swaps_component_and_metadata_atomically() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_instance_pool_is_overload_not_a_trap() {
-    use tamma_runtime::compile_cache::CompileCache;
-    use tamma_runtime::engine::{EngineConfig, SandboxEngine};
+    use tamma_sandbox::compile_cache::CompileCache;
+    use tamma_sandbox::engine::{EngineConfig, SandboxEngine};
     let engine = SandboxEngine::new(EngineConfig {
         pool_instances: 2,
         ..EngineConfig::default()
@@ -744,11 +744,11 @@ async fn a_full_instance_pool_is_overload_not_a_trap() {
     .unwrap();
     if !matches!(
         engine.allocator(),
-        tamma_runtime::engine::AllocatorKind::Pooling
+        tamma_sandbox::engine::AllocatorKind::Pooling
     ) {
         return; // the limit only exists with the pooling allocator
     }
-    let sb = tamma_runtime::Sandbox::new(engine, CompileCache::new(tamma_e2e::test_cache_dir()))
+    let sb = tamma_registry::Sandbox::new(engine, CompileCache::new(tamma_e2e::test_cache_dir()))
         .unwrap();
     let r = Registry::new(sb, RegistryConfig::default()).unwrap();
     r.register("a", echo()).await.unwrap();

@@ -1,8 +1,8 @@
 //! Unregistering everything returns memory to its starting level. Alone in its
 //! own test binary, so no other test's providers are counted.
 
-use tamma_e2e::{guest, sandbox};
-use tamma_runtime::{ComponentSource, Registration, Registry, RegistryConfig};
+use tamma_e2e::{builtins, guest, sandbox};
+use tamma_registry::{ComponentSource, Registration, Registry, RegistryConfig};
 
 fn echo() -> Registration {
     Registration::new(ComponentSource::File(guest("echo")))
@@ -34,7 +34,7 @@ async fn cycle(r: &Registry) -> (u64, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unregistering_everything_returns_memory_to_its_starting_level() {
-    let r = Registry::new(sandbox(), RegistryConfig::default()).unwrap();
+    let r = Registry::with_builtins(sandbox(), RegistryConfig::default(), builtins()).unwrap();
     // The first cycles warm what is allocated once and kept for reuse (compiled
     // code, the allocator's arenas, pooled stacks, the event bus's ring of 1 024
     // recent events, which fills during the first two cycles): from then on, a full

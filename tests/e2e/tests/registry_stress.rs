@@ -4,9 +4,9 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use tamma_e2e::{guest, sandbox};
-use tamma_runtime::types::CompletionRequest;
-use tamma_runtime::{ComponentSource, ErrorCode, Registration, Registry, RegistryConfig};
+use tamma_e2e::{builtins, guest, sandbox};
+use tamma_registry::{ComponentSource, ErrorCode, Registration, Registry, RegistryConfig};
+use tamma_sandbox::types::CompletionRequest;
 
 const NAMES: [&str; 6] = ["p0", "p1", "p2", "p3", "p4", "p5"];
 
@@ -28,7 +28,7 @@ impl Lcg {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_operations_from_many_tasks_leave_the_registry_consistent() {
-    let r = Registry::new(sandbox(), RegistryConfig::default()).unwrap();
+    let r = Registry::with_builtins(sandbox(), RegistryConfig::default(), builtins()).unwrap();
     let answered = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for t in 0..8u64 {

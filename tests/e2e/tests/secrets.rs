@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use tamma_e2e::{guest, sandbox};
+use tamma_e2e::{builtins, guest, sandbox};
 use tamma_mock_upstream::MockUpstream;
-use tamma_runtime::egress::EgressPolicy;
-use tamma_runtime::types::CompletionRequest;
-use tamma_runtime::{ComponentSource, ProviderSettings, Registration, Registry, RegistryConfig};
+use tamma_registry::{ComponentSource, ProviderSettings, Registration, Registry, RegistryConfig};
+use tamma_sandbox::egress::EgressPolicy;
+use tamma_sandbox::types::CompletionRequest;
 
 const KEY: &str = "sk-live-e2e-secret-0123456789abcdef";
 
@@ -44,7 +44,8 @@ async fn the_upstream_gets_the_key_and_nothing_inside_the_sandbox_or_in_logs_doe
 
     let mock = MockUpstream::start().await;
     mock.expect_api_key(KEY);
-    let registry = Registry::new(sandbox(), RegistryConfig::default()).unwrap();
+    let registry =
+        Registry::with_builtins(sandbox(), RegistryConfig::default(), builtins()).unwrap();
     let mut events = registry.subscribe();
     let mut secrets = BTreeMap::new();
     secrets.insert("api_key".to_string(), KEY.to_string());
@@ -91,7 +92,7 @@ async fn the_upstream_gets_the_key_and_nothing_inside_the_sandbox_or_in_logs_doe
     // Nor did anything that left the process as logs or events.
     let snapshot = serde_json::to_string(&registry.snapshot()).unwrap();
     assert!(!snapshot.contains(KEY));
-    while let Ok(tamma_runtime::events::Received::Event(e)) = events.try_recv() {
+    while let Ok(tamma_registry::events::Received::Event(e)) = events.try_recv() {
         assert!(!serde_json::to_string(&e).unwrap().contains(KEY));
     }
     registry.shutdown().await;

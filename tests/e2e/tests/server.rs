@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use server_support::*;
-use tamma_runtime::server::client::{self, Conn};
-use tamma_runtime::server::{ServeOptions, ServerConfig};
-use tamma_runtime::{Limits, ProviderSettings};
+use tamma_registry::{Limits, ProviderSettings};
+use tamma_server::{ServeOptions, ServerConfig};
+use tamma_test_support::client::{self, Conn};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn routes(list: &[(&str, &[&str])]) -> BTreeMap<String, RouteConfig> {

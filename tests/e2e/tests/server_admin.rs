@@ -12,8 +12,8 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 use server_support::*;
 use tamma_e2e::guest_bytes;
-use tamma_runtime::server::client::Conn;
-use tamma_runtime::server::{ServeOptions, ServerConfig};
+use tamma_server::{ServeOptions, ServerConfig};
+use tamma_test_support::client::Conn;
 
 fn with_admin() -> ServerConfig {
     ServerConfig {
@@ -201,7 +201,7 @@ async fn without_tokens_the_admin_api_does_not_exist_unless_the_dev_flag_is_set(
     dev.shutdown().await;
 
     // Never on a non-loopback address.
-    let err = tamma_runtime::server::Server::bind(
+    let err = tamma_server::Server::bind(
         registry(5),
         ServerConfig::default(),
         Some("0.0.0.0:0".parse().unwrap()),
@@ -218,7 +218,7 @@ async fn without_tokens_the_admin_api_does_not_exist_unless_the_dev_flag_is_set(
     // Tokens too short, or from a variable that is not set, are refused at start.
     let mut config = with_admin();
     config.admin.tokens[0].token = SecretRef::Env("TAMMA_TEST_SURELY_UNSET".into());
-    let err = tamma_runtime::server::Server::bind(
+    let err = tamma_server::Server::bind(
         registry(5),
         config,
         Some("127.0.0.1:0".parse().unwrap()),

@@ -12,10 +12,10 @@ use serde_json::{json, Value};
 use server_support::*;
 use tamma_e2e::guest;
 use tamma_mock_upstream::{Fault, HttpError, MockToolCall, MockUpstream, Route};
-use tamma_runtime::egress::EgressPolicy;
-use tamma_runtime::server::client;
-use tamma_runtime::server::ServerConfig;
-use tamma_runtime::{ComponentSource, Limits, ProviderSettings, Registration, Registry};
+use tamma_registry::{ComponentSource, Limits, ProviderSettings, Registration, Registry};
+use tamma_sandbox::egress::EgressPolicy;
+use tamma_server::ServerConfig;
+use tamma_test_support::client;
 
 const KEY: &str = "sk-upstream-test-4b5a";
 

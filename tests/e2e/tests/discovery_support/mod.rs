@@ -5,13 +5,13 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use tamma_e2e::{guest_bytes, sandbox};
-use tamma_runtime::discovery::{component_sha256, Discovery, DiscoveryOptions, Environment};
-use tamma_runtime::types::CompletionRequest;
-use tamma_runtime::{Registry, RegistryConfig};
+use tamma_e2e::{builtins, guest_bytes, sandbox};
+use tamma_registry::discovery::{component_sha256, Discovery, DiscoveryOptions, Environment};
+use tamma_registry::{Registry, RegistryConfig};
+use tamma_sandbox::types::CompletionRequest;
 
 pub fn registry() -> Registry {
-    Registry::new(sandbox(), RegistryConfig::default()).unwrap()
+    Registry::with_builtins(sandbox(), RegistryConfig::default(), builtins()).unwrap()
 }
 
 /// Write a file atomically (write beside it, then rename), as deploy tools do.

@@ -6,16 +6,16 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tamma_e2e::{guest, sandbox};
-use tamma_runtime::circuit_breaker::CircuitBreakerConfig;
-use tamma_runtime::server::client::{self, Response};
-use tamma_runtime::server::{RunningServer, ServeOptions, Server, ServerConfig};
-use tamma_runtime::{
+use tamma_e2e::{builtins, guest, sandbox};
+use tamma_registry::circuit_breaker::CircuitBreakerConfig;
+use tamma_registry::{
     ComponentSource, Limits, ProviderSettings, Registration, Registry, RegistryConfig,
 };
+use tamma_server::{RunningServer, ServeOptions, Server, ServerConfig};
+use tamma_test_support::client::{self, Response};
 
 #[allow(unused_imports)]
-pub use tamma_runtime::server::config::{
+pub use tamma_server::config::{
     AdminConfig, AdminRole, AdminToken, RouteConfig, SecretRef, ServerLimits,
 };
 
@@ -32,7 +32,7 @@ pub fn registry(failures: u32) -> Registry {
         },
         ..RegistryConfig::default()
     };
-    Registry::new(sandbox(), config).expect("registry")
+    Registry::with_builtins(sandbox(), config, builtins()).expect("registry")
 }
 
 pub fn echo() -> Registration {

@@ -1,0 +1,261 @@
+//! `tamma serve`: the headless gateway.
+//!
+//! Without `--config` it serves the built-in `echo` provider (plus whatever
+//! environment discovery finds), so it answers out of the box with no key and no
+//! network. It prints `listening on http://ADDR` to stderr once bound (the real
+//! port with `--listen 127.0.0.1:0`), serves until SIGTERM or SIGINT, then stops
+//! accepting, lets running requests finish, shuts the registry down and exits 0.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use tracing_subscriber::EnvFilter;
+
+use tamma_registry::discovery::{Discovery, DiscoveryOptions};
+use tamma_registry::registry::{ComponentSource, Origin, Registration, Registry};
+use tamma_registry::registry_config::RegistryConfig;
+use tamma_sandbox::compile_cache::CompileCache;
+use tamma_sandbox::engine::{EngineConfig, SandboxEngine};
+use tamma_sandbox::error::{Error, ErrorCode, Result};
+use tamma_sandbox::sandbox::Sandbox;
+use tamma_server::{ServeOptions, Server, ServerConfig};
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `tamma serve` options.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Configuration file (providers, routes, admin tokens, limits).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on, IP:PORT (default: the config's `server.listen`, else
+    /// 127.0.0.1:8080). Port 0 picks a free port; the real one is printed.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Log format on stderr. The level comes from `TAMMA_LOG` (default `info`).
+    #[arg(long = "log-format", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Serve the admin API without tokens (development only; loopback addresses
+    /// only, and ignored when tokens are configured).
+    #[arg(long = "dev-admin-without-auth")]
+    pub dev_admin_without_auth: bool,
+    /// Compile-cache directory (default: $TAMMA_CACHE_DIR or ~/.cache/tamma).
+    #[arg(long = "cache-dir", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Set up logging for `tamma serve`: stderr, text or JSON, level from `TAMMA_LOG`
+/// (default `info`).
+pub fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("TAMMA_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// What the config file gives the server.
+struct Loaded {
+    registry: RegistryConfig,
+    server: ServerConfig,
+    /// Auto-refresh of discovery (from `[discovery]`), with a file only.
+    auto_refresh: Option<std::time::Duration>,
+}
+
+/// Read the configuration file. A problem with the file as a whole stops the
+/// start; a problem inside one provider entry only leaves that provider out
+/// (discovery reports it).
+fn load_config(path: Option<&PathBuf>) -> Result<Loaded> {
+    let Some(p) = path else {
+        return Ok(Loaded {
+            registry: RegistryConfig::default(),
+            server: ServerConfig::default(),
+            auto_refresh: None,
+        });
+    };
+    let check = tamma_registry::config::Config::check_file(p, &crate::builtins::catalogue());
+    let list = |problems: &[tamma_registry::config::Problem]| {
+        problems
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    match check.config {
+        None => Err(Error::new(
+            ErrorCode::InvalidConfig,
+            format!("{}: {}", p.display(), list(&check.problems)),
+        )),
+        Some(c) => {
+            for problem in &check.problems {
+                tracing::warn!(file = %p.display(), problem = %problem, "configuration problem; that entry is left out");
+            }
+            Ok(Loaded {
+                registry: c.registry_config(),
+                auto_refresh: c.discovery.auto_refresh(),
+                server: c.server,
+            })
+        }
+    }
+}
+
+fn sandbox(args: &ServeArgs) -> Result<Sandbox> {
+    let cache = CompileCache::new(
+        args.cache_dir
+            .clone()
+            .unwrap_or_else(CompileCache::default_dir),
+    );
+    Sandbox::new(SandboxEngine::new(EngineConfig::default())?, cache)
+}
+
+/// Without a configuration file, the built-in `echo` serves (no key, no network).
+async fn register_echo(registry: &Registry) {
+    if !registry.builtins().contains("echo") {
+        tracing::warn!(
+            "this build has no built-in echo provider (run `make guests` before building)"
+        );
+        return;
+    }
+    match registry
+        .register(
+            "echo",
+            Registration::new(ComponentSource::Builtin("echo".into())).with_origin(Origin::Config),
+        )
+        .await
+    {
+        Ok(_) => tracing::info!(provider = "echo", "built-in provider registered"),
+        Err(e) => tracing::error!(error = %e, "cannot register the built-in echo provider"),
+    }
+}
+
+/// Discovery: the configuration file's providers, its plugin directory and the
+/// API keys in the environment.
+async fn discover(discovery: &Discovery) {
+    let report = discovery.discover_all().await;
+    for f in &report.failed {
+        tracing::warn!(provider = %f.name, report = ?f, "provider not loaded");
+    }
+    for p in &report.problems {
+        tracing::warn!(problem = %p, "discovery problem");
+    }
+    if !report.registered.is_empty() {
+        tracing::info!(providers = ?report.registered, "providers discovered");
+    }
+}
+
+fn announce(addr: SocketAddr, format: LogFormat) {
+    // Printed whatever the log level, so scripts and tests can find the port.
+    match format {
+        LogFormat::Text => eprintln!("tamma serve: listening on http://{addr}"),
+        LogFormat::Json => eprintln!(
+            "{}",
+            serde_json::json!({"level": "INFO", "message": "listening", "addr": format!("http://{addr}")})
+        ),
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received"),
+                    _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Run the server until SIGTERM/SIGINT.
+pub async fn serve(args: ServeArgs) -> Result<()> {
+    let loaded = load_config(args.config.as_ref())?;
+    let registry = Registry::with_builtins(
+        sandbox(&args)?,
+        loaded.registry,
+        crate::builtins::catalogue(),
+    )?;
+    let server = Server::bind(
+        registry.clone(),
+        loaded.server,
+        args.listen,
+        ServeOptions {
+            dev_admin_without_auth: args.dev_admin_without_auth,
+            discovery_finished: false,
+        },
+    )
+    .await?;
+    let addr = server.local_addr();
+    let readiness = server.readiness();
+    let mut options = DiscoveryOptions::new();
+    if let Some(p) = &args.config {
+        options = options.config_file(p.clone());
+    }
+    let discovery = Discovery::new(registry.clone(), options);
+    let stopping = discovery.clone();
+    // Serving first, so /healthz answers (and /readyz says "not yet") while the
+    // providers load.
+    let serving = tokio::spawn(server.run(async move {
+        shutdown_signal().await;
+        // No discovery round may start while the registry shuts down.
+        stopping.stop_auto_refresh().await;
+    }));
+    announce(addr, args.log_format);
+    if args.config.is_none() {
+        register_echo(&registry).await;
+    }
+    discover(&discovery).await;
+    if let Some(every) = loaded
+        .auto_refresh
+        .filter(|_| args.config.is_some() && !registry.is_shutting_down())
+    {
+        discovery.start_auto_refresh(every);
+    }
+    readiness.mark_discovery_finished();
+    registry.start_monitoring_all();
+    if registry.names().is_empty() {
+        tracing::warn!("no provider is registered: /readyz answers 503");
+    }
+    tracing::info!(providers = ?registry.names(), "ready");
+    let report = serving
+        .await
+        .map_err(|e| Error::new(ErrorCode::Internal, format!("server task failed: {e}")))?;
+    tracing::info!(
+        drained = report.drained,
+        clean = report.registry.clean.len(),
+        forced = report.registry.forced.len(),
+        elapsed_ms = report.registry.elapsed_ms,
+        "stopped"
+    );
+    match args.log_format {
+        LogFormat::Text => eprintln!(
+            "tamma serve: stopped (requests drained: {}, providers disposed cleanly: {}, forced: {})",
+            report.drained, report.registry.clean.len(), report.registry.forced.len()
+        ),
+        LogFormat::Json => {}
+    }
+    Ok(())
+}

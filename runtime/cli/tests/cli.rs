@@ -1,0 +1,144 @@
+//! The `tamma` binary, run as a user would.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn tamma() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tamma"));
+    c.env(
+        "TAMMA_CACHE_DIR",
+        std::env::temp_dir().join("tamma-cli-test-cache"),
+    );
+    c
+}
+
+fn guest(name: &str) -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/wasm32-wasip2/guest")
+        .join(format!("{name}.wasm"));
+    assert!(p.exists(), "{} missing: run `make guests`", p.display());
+    p
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = tamma().args(args).output().expect("tamma runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn run_prints_the_answer() {
+    let echo = guest("echo");
+    let (code, out, err) = run(&[
+        "run",
+        echo.to_str().unwrap(),
+        "--prompt",
+        "hello from the cli",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "hello from the cli");
+    assert!(err.contains("finish stop"), "{err}");
+}
+
+#[test]
+fn run_streams_and_emits_json_chunks() {
+    let echo = guest("echo");
+    let (code, out, _) = run(&[
+        "run",
+        echo.to_str().unwrap(),
+        "--stream",
+        "--prompt",
+        "a b c",
+    ]);
+    assert_eq!(code, 0);
+    assert_eq!(out.trim(), "a b c");
+    let (code, out, _) = run(&[
+        "run",
+        echo.to_str().unwrap(),
+        "--stream",
+        "--json",
+        "--prompt",
+        "a b",
+    ]);
+    assert_eq!(code, 0);
+    let chunks: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(chunks.len(), 2);
+    assert_eq!(chunks[1]["finish_reason"], "stop");
+}
+
+#[test]
+fn run_with_a_request_file_and_max_tokens() {
+    let echo = guest("echo");
+    let dir = tempfile::tempdir().unwrap();
+    let req = dir.path().join("req.json");
+    std::fs::write(
+        &req,
+        r#"{"model":"echo-1","messages":[{"role":"user","content":"one two three"}],"max_tokens":2}"#,
+    )
+    .unwrap();
+    let (code, out, _) = run(&[
+        "run",
+        echo.to_str().unwrap(),
+        "--request",
+        req.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["content"], "one two");
+    assert_eq!(v["finish_reason"], "length");
+}
+
+#[test]
+fn failures_print_the_structured_error_and_exit_non_zero() {
+    let looping = guest("adversarial_loop");
+    let (code, out, _) = run(&[
+        "run",
+        looping.to_str().unwrap(),
+        "--fuel",
+        "1000000",
+        "--json",
+    ]);
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["error"]["code"], "FUEL_EXHAUSTED");
+    assert_eq!(v["error"]["provider"], "adversarial_loop");
+
+    let (code, _, err) = run(&["run", "/etc/hostname"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("INVALID_COMPONENT"), "{err}");
+
+    let (code, _, err) = run(&[
+        "run",
+        guest("echo").to_str().unwrap(),
+        "--config",
+        "novalue",
+    ]);
+    assert_eq!(code, 2, "usage errors exit 2");
+    assert!(err.contains("KEY=VALUE"), "{err}");
+}
+
+#[test]
+fn inspect_reports_the_world_and_capabilities() {
+    let (code, out, _) = run(&["inspect", guest("echo").to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["satisfies_world"], "tamma:provider/provider@0.1.0");
+    assert_eq!(v["capabilities"]["models"][0]["id"], "echo-1");
+    assert_eq!(v["sha256"].as_str().unwrap().len(), 64);
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    for sub in [&["--help"][..], &["run", "--help"], &["inspect", "--help"]] {
+        let (code, out, _) = run(sub);
+        assert_eq!(code, 0);
+        assert!(out.contains("Usage"), "{out}");
+    }
+}

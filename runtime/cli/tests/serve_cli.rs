@@ -1,0 +1,417 @@
+//! `tamma serve`, the real binary: it answers out of the box, logs as text or JSON,
+//! and on SIGTERM finishes the requests it is running and exits 0.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+use tamma_test_support::client;
+
+fn guest(name: &str) -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/wasm32-wasip2/guest")
+        .join(format!("{name}.wasm"));
+    assert!(p.exists(), "{} missing: run `make guests`", p.display());
+    p
+}
+
+struct Served {
+    child: Child,
+    addr: SocketAddr,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Served {
+    fn start(args: &[&str]) -> Served {
+        Served::start_with(args, &[])
+    }
+
+    fn start_with(args: &[&str], envs: &[(&str, &str)]) -> Served {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tamma"));
+        cmd.envs(envs.iter().copied());
+        cmd.arg("serve")
+            .args(args)
+            .env(
+                "TAMMA_CACHE_DIR",
+                std::env::temp_dir().join("tamma-cli-test-cache"),
+            )
+            // No real provider may be discovered from the environment.
+            .env_remove("OPENAI_API_KEY")
+            .env_remove("ANTHROPIC_API_KEY")
+            .env_remove("OPENROUTER_API_KEY")
+            .env_remove("TAMMA_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("tamma serve starts");
+        let stderr = Arc::new(Mutex::new(Vec::<String>::new()));
+        let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
+        let pipe = child.stderr.take().unwrap();
+        let lines = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                if let Some(i) = line.find("http://") {
+                    let rest = &line[i + 7..];
+                    let end = rest
+                        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':'))
+                        .unwrap_or(rest.len());
+                    if let Ok(a) = rest[..end].parse::<SocketAddr>() {
+                        let _ = tx.send(a);
+                    }
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("no address printed: {:?}", stderr.lock().unwrap()));
+        Served {
+            child,
+            addr,
+            stderr,
+        }
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = client::get(self.addr, "/readyz").await {
+                if r.status == 200 {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "never ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn sigterm(&self) {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs")
+            .success();
+        assert!(ok);
+    }
+
+    /// Wait for the exit; its code.
+    fn wait(&mut self, within: Duration) -> i32 {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s.code().unwrap_or(-1);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "did not exit in {within:?}: {:?}",
+                    self.stderr.lock().unwrap()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stderr(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn chat(model: &str, text: &str) -> Value {
+    json!({ "model": model, "messages": [{ "role": "user", "content": text }] })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_without_config_answers_with_echo_and_exits_0_on_sigterm() {
+    let mut s = Served::start(&["--listen", "127.0.0.1:0"]);
+    assert_ne!(s.addr.port(), 0, "the real port is printed");
+    assert_eq!(client::get(s.addr, "/healthz").await.unwrap().status, 200);
+    s.wait_ready().await;
+    let models = client::get(s.addr, "/v1/models").await.unwrap().json();
+    assert!(
+        models["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == "echo/echo-1"),
+        "{models}"
+    );
+    let r = client::post_json(
+        s.addr,
+        "/v1/chat/completions",
+        &chat("echo/echo-1", "out of the box"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json()["choices"][0]["message"]["content"],
+        "out of the box"
+    );
+    // The admin API is off without tokens.
+    assert_eq!(
+        client::get(s.addr, "/admin/v1/providers")
+            .await
+            .unwrap()
+            .status,
+        404
+    );
+    s.sigterm();
+    assert_eq!(s.wait(Duration::from_secs(30)), 0);
+    let err = s.stderr().join("\n");
+    assert!(err.contains("listening on http://127.0.0.1:"), "{err}");
+    assert!(err.contains("stopped"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_traffic_finishes_the_running_requests_then_exits_0() {
+    let mut s = Served::start(&["--listen", "127.0.0.1:0", "--dev-admin-without-auth"]);
+    s.wait_ready().await;
+    // A provider that can be made slow, uploaded over the (dev) admin API.
+    let upload = json!({
+        "name": "slow",
+        "component_base64": base64::engine::general_purpose::STANDARD.encode(std::fs::read(guest("test_provider")).unwrap()),
+        "limits": {"max_concurrency": 8},
+    });
+    let reg = client::post_json(s.addr, "/admin/v1/providers", &upload)
+        .await
+        .unwrap();
+    assert_eq!(reg.status, 201, "{}", reg.text());
+
+    let addr = s.addr;
+    let mut running = Vec::new();
+    for i in 0..6 {
+        let stream = i % 2 == 0;
+        let mut body = chat("slow/test-1", &format!("request {i}"));
+        body["metadata"] = json!({"hang_ms": "1500"});
+        body["stream"] = json!(stream);
+        running.push(tokio::spawn(async move {
+            if stream {
+                let mut st = client::post_streaming(addr, "/v1/chat/completions", &body)
+                    .await
+                    .unwrap();
+                let (data, end) = st.collect_data().await;
+                let mut text: String = data
+                    .iter()
+                    .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+                    .filter_map(|c| {
+                        c["choices"][0]["delta"]["content"]
+                            .as_str()
+                            .map(String::from)
+                    })
+                    .collect();
+                if data.last().map(String::as_str) == Some("[DONE]") {
+                    text.push_str("[DONE]");
+                }
+                (st.status, text, end.is_ok())
+            } else {
+                let r = client::post_json(addr, "/v1/chat/completions", &body)
+                    .await
+                    .unwrap();
+                (r.status, r.text(), true)
+            }
+        }));
+    }
+    // Echo traffic too, on its own connection, until the server goes away.
+    let echo_traffic = tokio::spawn(async move {
+        let mut ok = 0;
+        loop {
+            match client::post_json(addr, "/v1/chat/completions", &chat("echo/echo-1", "x")).await {
+                Ok(r) if r.status == 200 => ok += 1,
+                _ => return ok,
+            }
+        }
+    });
+    // Until the six slow requests are running (echo's may add one).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = client::get(addr, "/metrics").await.unwrap().text();
+        let n: f64 = m
+            .lines()
+            .find_map(|l| l.strip_prefix("tamma_http_in_flight_requests "))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        if n >= 6.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "requests never in flight: {m}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    s.sigterm();
+    let sent = Instant::now();
+    for (i, r) in running.into_iter().enumerate() {
+        let (status, text, clean) = r.await.unwrap();
+        assert_eq!(status, 200, "request {i}: {text}");
+        assert!(clean, "request {i}");
+        assert!(
+            text.contains(&format!("ok:request {i}")),
+            "request {i}: {text}"
+        );
+        if i % 2 == 0 {
+            assert!(text.ends_with("[DONE]"), "stream {i} ended cleanly: {text}");
+        }
+    }
+    assert!(echo_traffic.await.unwrap() > 0);
+    assert_eq!(s.wait(Duration::from_secs(30)), 0, "{:?}", s.stderr());
+    assert!(
+        sent.elapsed() >= Duration::from_millis(500),
+        "it waited for the running requests"
+    );
+    let err = s.stderr().join("\n");
+    assert!(err.contains("SIGTERM"), "{err}");
+    assert!(err.contains("requests drained: true"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line() {
+    let mut s = Served::start(&["--listen", "127.0.0.1:0", "--log-format", "json"]);
+    s.wait_ready().await;
+    let r = client::post_json(s.addr, "/v1/chat/completions", &chat("echo/echo-1", "hi"))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    s.sigterm();
+    assert_eq!(s.wait(Duration::from_secs(30)), 0);
+    let lines = s.stderr();
+    assert!(lines.len() >= 3, "{lines:?}");
+    for l in &lines {
+        let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+        assert!(v["level"].is_string(), "{l}");
+    }
+    assert!(lines.iter().any(|l| l.contains("\"listening\"")));
+}
+
+#[test]
+fn bad_listen_addresses_fail_clearly() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tamma"))
+        .args(["serve", "--listen", "not-an-address"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "bad usage");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_tamma"))
+        .args(["serve", "--listen", &port])
+        .env(
+            "TAMMA_CACHE_DIR",
+            std::env::temp_dir().join("tamma-cli-test-cache"),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot listen on"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_file_declares_providers_routes_and_admin_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tamma.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[providers.echo]
+component = "echo"
+
+[providers.slow]
+component = "{}"
+config = {{ reply = "cfg" }}
+
+[discovery]
+environment = false
+
+[server]
+shutdown_grace_ms = 5000
+
+[server.limits]
+max_body_bytes = 4096
+
+[[server.admin.tokens]]
+name = "ops"
+role = "admin"
+token = {{ env = "TAMMA_TEST_ADMIN_TOKEN" }}
+
+[server.routes.main]
+targets = ["slow/test-1", "echo/echo-1"]
+"#,
+            guest("test_provider").display()
+        ),
+    )
+    .unwrap();
+    let mut s = Served::start_with(
+        &[
+            "--config",
+            file.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[("TAMMA_TEST_ADMIN_TOKEN", "cli-admin-token-0123456789")],
+    );
+    s.wait_ready().await;
+    let models = client::get(s.addr, "/v1/models").await.unwrap().json();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["echo/echo-1", "slow/test-1", "main"], "{models}");
+    let r = client::post_json(s.addr, "/v1/chat/completions", &chat("main", "hi"))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.json()["choices"][0]["message"]["content"],
+        "cfg:hi",
+        "{}",
+        r.text()
+    );
+    // The route falls through when its first target fails before the first byte.
+    let mut body = chat("main", "hi");
+    body["metadata"] = json!({"fail": "service-unavailable"});
+    let r = client::post_json(s.addr, "/v1/chat/completions", &body)
+        .await
+        .unwrap();
+    assert_eq!(r.header("x-tamma-provider"), Some("echo"), "{}", r.text());
+    // [server.limits] applies.
+    let big = chat("echo/echo-1", &"x".repeat(5000));
+    assert_eq!(
+        client::post_json(s.addr, "/v1/chat/completions", &big)
+            .await
+            .unwrap()
+            .status,
+        413
+    );
+    // The admin token comes from the environment.
+    assert_eq!(
+        client::get(s.addr, "/admin/v1/providers")
+            .await
+            .unwrap()
+            .status,
+        401
+    );
+    let ok = client::request(
+        s.addr,
+        "GET",
+        "/admin/v1/providers",
+        &[("authorization", "Bearer cli-admin-token-0123456789")],
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(ok.status, 200);
+    assert!(!ok.text().contains("cfg"), "config values are not returned");
+    s.sigterm();
+    assert_eq!(s.wait(Duration::from_secs(30)), 0);
+}

@@ -1,0 +1,149 @@
+//! Providers declared in the configuration file (`[providers.NAME]`).
+//!
+//! A valid entry becomes a candidate: its component (a built-in type, or the
+//! bytes of its `.wasm` file, read and hashed now so a change of the file is a
+//! change of the provider), its configuration, limits, hosts, and its secrets
+//! resolved from the environment or from files. An entry with problems claims
+//! its name without being loaded: whatever runs under the name keeps running.
+
+use std::sync::Arc;
+
+use crate::config::{join_path, Check, ComponentRef, Config, ConfigCheck, Problem, ProviderConfig};
+use crate::registry::{ComponentSource, Origin};
+use tamma_sandbox::egress::EgressPolicy;
+use tamma_sandbox::sandbox::MAX_COMPONENT_BYTES;
+use tamma_sandbox::settings::ProviderSettings;
+
+use super::env::Environment;
+use super::{fingerprint, resolve_secrets, secrets_digest, Candidate, Claim};
+
+/// Whether `path` is `prefix` or below it.
+fn under(path: &str, prefix: &str) -> bool {
+    path == prefix
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('.'))
+}
+
+/// The file's claims, and its problems that belong to no provider entry.
+pub(crate) fn claims(
+    check: &ConfigCheck,
+    cfg: &Config,
+    env: &Environment,
+) -> (Vec<(String, Claim)>, Vec<Problem>) {
+    let location = cfg.base_dir.display().to_string();
+    let mut out = Vec::new();
+    let mut rest: Vec<Problem> = check.problems.clone();
+    for name in &check.invalid_providers {
+        let prefix = join_path(&["providers", name]);
+        let (mine, others): (Vec<Problem>, Vec<Problem>) =
+            rest.into_iter().partition(|p| under(&p.path, &prefix));
+        rest = others;
+        out.push((
+            name.clone(),
+            Claim::Invalid {
+                origin: Origin::Config,
+                location: location.clone(),
+                problems: mine,
+            },
+        ));
+    }
+    for (name, pc) in &cfg.providers {
+        out.push((name.clone(), claim(name, pc, cfg, env)));
+    }
+    (out, rest)
+}
+
+fn claim(name: &str, pc: &ProviderConfig, cfg: &Config, env: &Environment) -> Claim {
+    let location = cfg.base_dir.display().to_string();
+    let invalid = |problems: Vec<Problem>| Claim::Invalid {
+        origin: Origin::Config,
+        location: location.clone(),
+        problems,
+    };
+    if !pc.enabled {
+        return Claim::Disabled {
+            origin: Origin::Config,
+            location,
+        };
+    }
+    let at = join_path(&["providers", name, "component"]);
+    let (source, component_id) = match pc.component_ref(&cfg.base_dir) {
+        ComponentRef::Builtin(b) => (ComponentSource::Builtin(b.clone()), format!("builtin:{b}")),
+        ComponentRef::Path(path) => {
+            match super::plugins::read_capped(&path, MAX_COMPONENT_BYTES as u64) {
+                Ok(Some(bytes)) => {
+                    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+                    (
+                        ComponentSource::Bytes(Arc::from(bytes)),
+                        format!("sha256:{sha}"),
+                    )
+                }
+                Ok(None) => {
+                    return invalid(vec![Problem::new(
+                        at,
+                        None,
+                        Check::Size,
+                        format!(
+                            "{} is larger than {MAX_COMPONENT_BYTES} bytes",
+                            path.display()
+                        ),
+                    )])
+                }
+                Err(e) => {
+                    return invalid(vec![Problem::new(
+                        at,
+                        None,
+                        Check::Component,
+                        format!("cannot read {}: {e}", path.display()),
+                    )])
+                }
+            }
+        }
+    };
+    let secrets = match resolve_secrets(
+        &pc.secrets,
+        env,
+        &cfg.base_dir,
+        &["providers", name, "secrets"],
+    ) {
+        Ok(s) => s,
+        Err(problems) => return invalid(problems),
+    };
+    let digest = secrets_digest(&secrets);
+    let egress = match EgressPolicy::try_new(pc.allowed_hosts.clone(), secrets, pc.egress.clone()) {
+        Ok(e) => e,
+        Err(e) => {
+            let at = join_path(&["providers", name]);
+            return invalid(
+                e.problems
+                    .into_iter()
+                    .map(|m| Problem::new(at.clone(), None, Check::Host, m))
+                    .collect(),
+            );
+        }
+    };
+    let config: Vec<(String, String)> = pc.config.clone().into_iter().collect();
+    let fp = fingerprint(&serde_json::json!({
+        "origin": "config",
+        "component": component_id,
+        "config": config,
+        "limits": pc.limits,
+        "hosts": pc.allowed_hosts,
+        "egress": pc.egress,
+        "secrets": digest,
+    }));
+    Claim::Ready(Box::new(Candidate {
+        name: name.to_string(),
+        origin: Origin::Config,
+        location,
+        source,
+        settings: ProviderSettings {
+            config,
+            limits: pc.limits.clone(),
+            egress,
+        },
+        version: None,
+        fingerprint: fp,
+    }))
+}

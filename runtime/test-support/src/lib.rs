@@ -1,0 +1,13 @@
+//! Helpers for the tests and benchmarks of the runtime's crates; not a stable API
+//! and never a dependency of the runtime itself.
+//!
+//! | module | what it is |
+//! |---|---|
+//! | [`client`] | a small HTTP/1.1 client over one keep-alive connection |
+//! | [`bench`] | sandbox entry points measured in isolation, and a bare wasmtime baseline |
+
+#![allow(missing_docs)]
+
+pub mod client;
+
+pub use tamma_sandbox::bench_support as bench;
