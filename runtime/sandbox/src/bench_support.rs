@@ -10,7 +10,8 @@ use crate::bindings;
 use crate::error::{Error, ErrorCode, Result};
 use crate::host::HostState;
 use crate::instance::Instance;
-use crate::sandbox::{LoadedComponent, Sandbox};
+use crate::component::LoadedComponent;
+use crate::sandbox::Sandbox;
 use crate::settings::ProviderSettings;
 use crate::types::{CompletionRequest, CompletionResponse};
 

@@ -12,6 +12,7 @@
 //! | [`limits`] | per-provider sandbox limits and their defaults |
 //! | [`engine`] | the process-wide wasmtime engine, allocator probe and epoch ticker |
 //! | [`compile_cache`] | on-disk cache of compiled components |
+//! | [`component`] | a compiled, type-checked component ready to instantiate |
 //! | [`sandbox`] | loading, type-checking and instantiating components |
 //! | [`settings`] | what shapes one provider's sandbox: config, limits, egress |
 //! | [`egress`] | the egress policy and the `wasi:http` send hook |
@@ -23,6 +24,7 @@
 //! | `bench_support` | entry points for the benchmarks only (feature `bench`, not a stable API) |
 
 pub mod compile_cache;
+pub mod component;
 pub mod egress;
 pub mod engine;
 pub mod error;
@@ -45,5 +47,6 @@ mod instance;
 pub use error::{Error, ErrorCode, Result};
 pub use limits::Limits;
 pub use provider::{CompletionStream, ProviderInstance};
-pub use sandbox::{LoadedComponent, Sandbox};
+pub use component::LoadedComponent;
+pub use sandbox::Sandbox;
 pub use settings::ProviderSettings;

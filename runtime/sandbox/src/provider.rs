@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::instance::too_large;
 use crate::limits::Limits;
 use crate::pool::{InstancePool, Lease, PoolStats};
-use crate::sandbox::LoadedComponent;
+use crate::component::LoadedComponent;
 use crate::settings::ProviderSettings;
 use crate::types::{
     Capabilities, CompletionRequest, CompletionResponse, Health, ModelInfo, StreamChunk,

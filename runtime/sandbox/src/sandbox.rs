@@ -10,6 +10,9 @@ use wasmtime::component::{Component, HasSelf, Linker};
 
 use crate::bindings::{host, ProviderPre};
 use crate::compile_cache::{sha256_hex, CacheOutcome, CompileCache};
+use crate::component::Compiled;
+// Made here, defined apart (see `component`); also named from here.
+pub use crate::component::LoadedComponent;
 use crate::engine::SandboxEngine;
 use crate::error::{Error, ErrorCode, Result};
 use crate::host::HostState;
@@ -31,45 +34,6 @@ pub struct Sandbox {
     /// component share one copy of its compiled code (a few hundred KiB each
     /// otherwise). Weak, so unregistering the last user frees the code.
     loaded: Arc<Mutex<HashMap<String, Weak<Compiled>>>>,
-}
-
-/// The compiled code and its pre-linked instance template.
-struct Compiled {
-    pre: ProviderPre<HostState>,
-    component: Component,
-}
-
-/// A compiled, type-checked component, ready to instantiate any number of times.
-#[derive(Clone)]
-pub struct LoadedComponent {
-    compiled: Arc<Compiled>,
-    /// Hex SHA-256 of the component bytes.
-    pub sha256: String,
-    /// Whether the compiled code came from the cache (or was already in memory).
-    pub cache: CacheOutcome,
-    /// Size of the component, bytes.
-    pub size: usize,
-}
-
-impl std::fmt::Debug for LoadedComponent {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoadedComponent")
-            .field("sha256", &self.sha256)
-            .field("cache", &self.cache)
-            .field("size", &self.size)
-            .finish()
-    }
-}
-
-impl LoadedComponent {
-    /// The compiled component.
-    pub fn component(&self) -> &Component {
-        &self.compiled.component
-    }
-
-    pub(crate) fn pre(&self) -> &ProviderPre<HostState> {
-        &self.compiled.pre
-    }
 }
 
 impl Sandbox {

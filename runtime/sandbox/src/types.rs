@@ -11,16 +11,22 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// Instructions for the model.
     System,
+    /// The person asking.
     User,
+    /// The model.
     Assistant,
+    /// The result of a tool call.
     Tool,
 }
 
 /// A tool call made by the model.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ToolCall {
+    /// Id the tool result refers back to.
     pub id: String,
+    /// The tool called.
     pub name: String,
     /// JSON text.
     pub arguments: String,
@@ -29,13 +35,18 @@ pub struct ToolCall {
 /// One message of a conversation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Message {
+    /// Who wrote it.
     pub role: Role,
+    /// Its text.
     #[serde(default)]
     pub content: String,
+    /// Optional author name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// For a tool result: the call it answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
+    /// Tool calls the assistant made in this message.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<ToolCall>,
 }
@@ -61,7 +72,9 @@ impl Message {
 /// A tool the model may call.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ToolDefinition {
+    /// Name the model calls it by.
     pub name: String,
+    /// What it does, for the model.
     #[serde(default)]
     pub description: String,
     /// JSON Schema text.
@@ -77,19 +90,27 @@ fn empty_object() -> String {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CompletionRequest {
+    /// Model id as the provider knows it (empty: its default).
     #[serde(default)]
     pub model: String,
+    /// The conversation so far.
     pub messages: Vec<Message>,
+    /// Most tokens to generate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u32>,
+    /// Sampling temperature.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f32>,
+    /// Nucleus sampling mass.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top_p: Option<f32>,
+    /// Sequences that end generation.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stop: Vec<String>,
+    /// Tools the model may call.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tools: Vec<ToolDefinition>,
+    /// Free-form key/values passed to the provider.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub metadata: Vec<(String, String)>,
 }
@@ -115,10 +136,15 @@ impl CompletionRequest {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FinishReason {
+    /// A natural end or a stop sequence.
     Stop,
+    /// The token limit was reached.
     Length,
+    /// The model called tools.
     ToolCalls,
+    /// The provider filtered the content.
     ContentFilter,
+    /// Generation failed.
     Error,
 }
 
@@ -138,11 +164,16 @@ impl FinishReason {
 /// Token accounting.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
+    /// Prompt tokens.
     pub input_tokens: u32,
+    /// Generated tokens.
     pub output_tokens: u32,
+    /// Input plus output.
     pub total_tokens: u32,
+    /// Prompt tokens read from the provider's cache, when reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_read_tokens: Option<u32>,
+    /// Prompt tokens written to the provider's cache, when reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_write_tokens: Option<u32>,
 }
@@ -150,12 +181,18 @@ pub struct Usage {
 /// A whole answer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CompletionResponse {
+    /// The provider's id for this answer.
     pub id: String,
+    /// The model that answered.
     pub model: String,
+    /// The answer text.
     pub content: String,
+    /// Tool calls the model made.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<ToolCall>,
+    /// Why generation ended.
     pub finish_reason: FinishReason,
+    /// Token accounting.
     pub usage: Usage,
 }
 
@@ -182,11 +219,15 @@ impl CompletionResponse {
 /// A fragment of a tool call inside a stream.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ToolCallDelta {
+    /// Which tool call of the answer this fragment belongs to.
     pub index: u32,
+    /// The call's id (first fragment only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// The tool's name (first fragment only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The next piece of the arguments' JSON text.
     #[serde(default)]
     pub arguments_delta: String,
 }
@@ -194,13 +235,19 @@ pub struct ToolCallDelta {
 /// One increment of a streamed answer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StreamChunk {
+    /// The provider's id for the answer (the same in every chunk).
     pub id: String,
+    /// The model that answers.
     pub model: String,
+    /// The next piece of text.
     pub delta: String,
+    /// Fragments of tool calls.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tool_call_deltas: Vec<ToolCallDelta>,
+    /// Set on the last chunk.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finish_reason: Option<FinishReason>,
+    /// Token accounting, usually on the last chunk.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
 }
@@ -228,24 +275,38 @@ impl StreamChunk {
 /// What one model offers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelInfo {
+    /// Model id, as requested.
     pub id: String,
+    /// Human-readable name.
     pub name: String,
+    /// Context window, tokens.
     pub context_window: u32,
+    /// Most tokens one answer can have.
     pub max_output_tokens: u32,
+    /// Whether it streams.
     pub supports_streaming: bool,
+    /// Whether it accepts images.
     pub supports_images: bool,
+    /// Whether it calls tools.
     pub supports_tools: bool,
 }
 
 /// What a provider offers.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Capabilities {
+    /// Whether the provider streams.
     pub supports_streaming: bool,
+    /// Whether it accepts images.
     pub supports_images: bool,
+    /// Whether it calls tools.
     pub supports_tools: bool,
+    /// Largest context window of its models, tokens.
     pub max_context_tokens: u32,
+    /// Largest answer of its models, tokens.
     pub max_output_tokens: u32,
+    /// The models it serves.
     pub models: Vec<ModelInfo>,
+    /// Free-form feature names.
     pub features: Vec<String>,
 }
 
@@ -253,8 +314,11 @@ pub struct Capabilities {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HealthStatus {
+    /// Serving normally.
     Healthy,
+    /// Serving, with problems.
     Degraded,
+    /// Not serving.
     Unhealthy,
 }
 
@@ -272,7 +336,9 @@ impl HealthStatus {
 /// A provider's own health report.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Health {
+    /// The status.
     pub status: HealthStatus,
+    /// Why, in the provider's words.
     pub message: String,
 }
 
@@ -280,15 +346,25 @@ pub struct Health {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ProviderErrorCode {
+    /// The upstream rate limit was hit.
     RateLimitExceeded,
+    /// The upstream refused the credentials.
     InvalidApiKey,
+    /// No such model upstream.
     ModelNotFound,
+    /// The prompt does not fit the model's context window.
     ContextTooLong,
+    /// The upstream could not be reached.
     NetworkError,
+    /// The upstream did not answer in time.
     Timeout,
+    /// The request was malformed for this provider.
     InvalidRequest,
+    /// Any other provider failure.
     ProviderError,
+    /// The account's quota is spent.
     QuotaExceeded,
+    /// The upstream is down or overloaded.
     ServiceUnavailable,
 }
 
@@ -313,9 +389,13 @@ impl ProviderErrorCode {
 /// A failure reported by the guest itself.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProviderError {
+    /// Its class.
     pub code: ProviderErrorCode,
+    /// What went wrong (no secrets).
     pub message: String,
+    /// Whether trying again may succeed.
     pub retryable: bool,
+    /// When to try again, if the upstream said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
 }

@@ -14,7 +14,7 @@ use tamma_sandbox::compile_cache::CompileCache;
 use tamma_sandbox::engine::{EngineConfig, SandboxEngine};
 use tamma_sandbox::error::{Error, ErrorCode, Result};
 use tamma_sandbox::limits::Limits;
-use tamma_sandbox::sandbox::{LoadedComponent, Sandbox};
+use tamma_sandbox::{LoadedComponent, Sandbox};
 use tamma_sandbox::types::CompletionRequest;
 
 pub mod config_cmds;
@@ -150,7 +150,9 @@ impl LoadArgs {
 }
 
 /// Load (and on first use compile) a component. Compiling a 10–20 MB JavaScript
-/// or Python component takes seconds; say so on stderr instead of staying silent.
+/// or Python component takes seconds; say so on stderr instead of staying silent:
+/// one updating line on a terminal (`indicatif` draws nothing elsewhere, so logs
+/// and pipes stay clean), and one closing line when it took a second or more.
 pub async fn load_with_progress(sandbox: &Sandbox, path: &Path) -> Result<LoadedComponent> {
     let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let task = {
@@ -160,27 +162,44 @@ pub async fn load_with_progress(sandbox: &Sandbox, path: &Path) -> Result<Loaded
     };
     tokio::pin!(task);
     let started = std::time::Instant::now();
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-    tick.tick().await;
-    loop {
+    // A cached load takes milliseconds: show the spinner only past a second.
+    let show_after = tokio::time::sleep(std::time::Duration::from_secs(1));
+    tokio::pin!(show_after);
+    let mut bar: Option<indicatif::ProgressBar> = None;
+    let joined = loop {
         tokio::select! {
-            joined = &mut task => {
-                let loaded = joined.map_err(|e| Error::new(ErrorCode::Internal, format!("loading task failed: {e}")))??;
-                if started.elapsed().as_secs() >= 1 {
-                    eprintln!("tamma: compiled {} in {:.1} s (cached for next time)", path.display(), started.elapsed().as_secs_f64());
-                }
-                return Ok(loaded);
-            }
-            _ = tick.tick() => {
-                eprintln!(
-                    "tamma: compiling {} ({:.1} MiB) ... {} s",
+            joined = &mut task => break joined,
+            _ = &mut show_after, if bar.is_none() => {
+                let b = indicatif::ProgressBar::new_spinner().with_message(format!(
+                    "compiling {} ({:.1} MiB)",
                     path.display(),
-                    size as f64 / 1048576.0,
-                    started.elapsed().as_secs()
-                );
+                    size as f64 / 1048576.0
+                ));
+                if let Ok(style) = indicatif::ProgressStyle::with_template("tamma: {spinner} {msg} ... {elapsed}") {
+                    b.set_style(style);
+                }
+                b.enable_steady_tick(std::time::Duration::from_millis(120));
+                bar = Some(b);
             }
         }
+    };
+    if let Some(b) = bar {
+        b.finish_and_clear();
     }
+    let loaded = joined
+        .map_err(|e| Error::new(ErrorCode::Internal, format!("loading task failed: {e}")))??;
+    if started.elapsed().as_secs() >= 1 {
+        let cached = match loaded.cache {
+            tamma_sandbox::compile_cache::CacheOutcome::Disabled => "",
+            _ => " (cached for next time)",
+        };
+        eprintln!(
+            "tamma: compiled {} in {:.1} s{cached}",
+            path.display(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(loaded)
 }
 
 fn provider_name(path: &Path) -> String {
