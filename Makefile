@@ -6,13 +6,18 @@ TAMMA        := target/debug/tamma
 HOST_CRATES  := tamma-sandbox tamma-registry tamma-server tamma tamma-test-support tamma-e2e tamma-mock-upstream
 NOT_HOST     := $(foreach c,$(HOST_CRATES),--exclude $(c))
 
-.PHONY: all setup guests guests-js guests-py build demo test bench fmt lint clean
+.PHONY: all setup lint-tools guests guests-js guests-py build demo test bench fmt lint clean
 
 all: build
 
 ## setup: install the wasm target guests are built for
 setup:
 	@rustup target list --installed | grep -qx '$(GUEST_TARGET)' || rustup target add $(GUEST_TARGET)
+
+# rustfmt and clippy for `make lint` (a minimal toolchain has neither).
+lint-tools:
+	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy
+	@rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
 
 ## guests: build every guest component into target/wasm32-wasip2/guest/
 guests: setup guests-js guests-py
@@ -95,8 +100,11 @@ bench: guests
 fmt:
 	$(CARGO) fmt --all
 
-lint:
-	$(CARGO) clippy -p tamma-runtime -p tamma-e2e --all-targets -- -D warnings
+## lint: formatting, and clippy with warnings as errors on the host crates and on the guests (wasm32-wasip2)
+lint: setup lint-tools
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy $(foreach c,$(HOST_CRATES),-p $(c)) --all-targets -- -D warnings
+	$(CARGO) clippy --target $(GUEST_TARGET) --workspace $(NOT_HOST) --all-targets -- -D warnings
 
 clean:
 	$(CARGO) clean

@@ -3,6 +3,9 @@
 //! runs from spawn to the first `200` for a chat completion through the built-in
 //! echo provider. Printed as `bench: <name> <value> <unit>`; never asserted.
 
+// Integration tests: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};

@@ -1,5 +1,8 @@
 //! The `tamma` binary, run as a user would.
 
+// Integration tests: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 use std::path::PathBuf;
 use std::process::Command;
 

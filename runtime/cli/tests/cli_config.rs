@@ -1,5 +1,8 @@
 //! `tamma schema` and `tamma validate`, run as the real binary.
 
+// Integration tests: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -1,6 +1,9 @@
 //! `tamma serve`, the real binary: it answers out of the box, logs as text or JSON,
 //! and on SIGTERM finishes the requests it is running and exits 0.
 
+// Integration tests: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
