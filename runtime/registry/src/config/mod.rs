@@ -28,7 +28,7 @@
 //! own, so *every* problem is reported at once, each with its path
 //! (`providers.openai.limits.memory_mib`) and line:
 //!
-//! - syntax errors (all of them, when the parser can recover);
+//! - syntax errors (in TOML all of them, the parser recovers; in JSON the first);
 //! - unknown keys and wrong types (serde, field by field);
 //! - out-of-range values (the types' own `validate()`, prefixed with the path);
 //! - provider names, components (a built-in type, or a `.wasm` file that
