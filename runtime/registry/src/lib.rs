@@ -30,8 +30,10 @@ pub mod lifecycle;
 pub mod monitor;
 pub mod registry;
 pub mod registry_config;
-pub mod server_config;
 pub mod stats;
+
+/// The `[server]` section, by the path `tamma_server::config` re-exports.
+pub use config::server as server_config;
 
 pub use builtins::Builtins;
 pub use registry::{

@@ -23,7 +23,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{doc, Check, Checker, Format, Problem};
+use crate::config::checker::Checker;
+use crate::config::document::{self, Entry};
+use crate::config::{Check, Format, Problem};
 use tamma_sandbox::limits::Limits;
 
 /// A plugin's manifest.
@@ -74,7 +76,7 @@ impl PluginManifest {
             };
             p
         };
-        let root = doc::parse(text, Format::Toml).map_err(|errors| {
+        let root = document::parse(text, Format::Toml).map_err(|errors| {
             errors
                 .into_iter()
                 .map(|(line, msg)| Problem::new(file_name, line, Check::Manifest, msg))
@@ -95,7 +97,7 @@ impl PluginManifest {
         let Some(entries) = c.table(&root, &[]) else {
             return Err(c.problems.into_iter().map(prefix).collect());
         };
-        let string = |c: &mut Checker<'_>, e: &doc::Entry| -> Option<String> {
+        let string = |c: &mut Checker<'_>, e: &Entry| -> Option<String> {
             match e.node.as_str() {
                 Some(s) => Some(s.to_string()),
                 None => {

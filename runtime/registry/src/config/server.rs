@@ -1,4 +1,6 @@
-//! The `[server]` section of the configuration file.
+//! The `[server]` section of the configuration file: what `tamma serve` reads
+//! (listen address, request limits, admin tokens, routes). Also reachable as
+//! `tamma_registry::server_config`, the path `tamma_server::config` re-exports.
 //!
 //! ```toml
 //! [server]

@@ -1,0 +1,134 @@
+//! `[providers.NAME]` and `[plugins.NAME]` entries: what a provider is made of
+//! (its component, configuration, secret references, limits, hosts) and what
+//! the operator grants a plugin from the plugin directory.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use tamma_sandbox::egress::EgressLimits;
+use tamma_sandbox::limits::Limits;
+
+/// Built-in provider types the format knows (a build may lack some).
+pub const BUILTIN_TYPES: &[&str] = &["echo", "openai", "anthropic"];
+
+/// One provider declared in the configuration file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// A built-in provider type (`echo`, `openai`, `anthropic`) or the path of a
+    /// `.wasm` component (relative paths are resolved against the file's directory).
+    pub component: String,
+    /// Whether to register it. `false` also keeps lower-precedence sources
+    /// (plugin directory, environment) from registering a provider of this name.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Configuration passed to the provider's `initialize` (strings only). Never
+    /// secrets: those go under `secrets`.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    /// Secrets the host substitutes into the provider's outbound requests
+    /// (`{{secret:NAME}}`), by reference only: `{ env = "VAR" }` or `{ file = "/path" }`.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretRef>,
+    /// Sandbox limits; fields left out keep their defaults.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Hosts the provider may connect to (`https://api.openai.com`, see the egress docs).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Limits on outbound HTTP (timeouts, body size, concurrent requests).
+    #[serde(default)]
+    pub egress: EgressLimits,
+}
+
+impl ProviderConfig {
+    /// An entry naming `component`, every other field at its default.
+    pub(crate) fn new(component: String) -> Self {
+        ProviderConfig {
+            component,
+            enabled: true,
+            config: BTreeMap::new(),
+            secrets: BTreeMap::new(),
+            limits: Limits::default(),
+            allowed_hosts: Vec::new(),
+            egress: EgressLimits::default(),
+        }
+    }
+
+    /// The component, with a relative path resolved against `base_dir`.
+    pub fn component_ref(&self, base_dir: &Path) -> ComponentRef {
+        if is_path(&self.component) {
+            ComponentRef::Path(base_dir.join(&self.component))
+        } else {
+            ComponentRef::Builtin(self.component.clone())
+        }
+    }
+}
+
+/// What the configuration file grants to a plugin from the plugin directory. A
+/// plugin gets nothing beyond its manifest unless granted here.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PluginGrant {
+    /// `false` keeps the plugin from loading.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Configuration values; they override the manifest's defaults key by key.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    /// Secrets, by reference (`{ env = "VAR" }` / `{ file = "/path" }`). A
+    /// plugin has none unless granted here.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretRef>,
+    /// Limits replacing the manifest's (which may only lower the defaults).
+    #[serde(default)]
+    pub limits: Option<Limits>,
+    /// Hosts allowed in addition to those the manifest asks for.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+}
+
+impl Default for PluginGrant {
+    fn default() -> Self {
+        PluginGrant {
+            enabled: true,
+            config: BTreeMap::new(),
+            secrets: BTreeMap::new(),
+            limits: None,
+            allowed_hosts: Vec::new(),
+        }
+    }
+}
+
+/// serde's default for `enabled` (serde takes a function, not a value).
+fn yes() -> bool {
+    true
+}
+
+/// Where a secret's value comes from. Values are never written in the file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum SecretRef {
+    /// An environment variable of the `tamma` process.
+    #[serde(rename = "env")]
+    Env(String),
+    /// A file (e.g. `/run/secrets/key`); one trailing newline is ignored.
+    #[serde(rename = "file")]
+    File(PathBuf),
+}
+
+/// A provider's component, resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ComponentRef {
+    /// A built-in provider type.
+    Builtin(String),
+    /// A component file (absolute, or relative to the working directory when the
+    /// configuration did not come from a file).
+    Path(PathBuf),
+}
+
+/// Whether `component` names a file (a path) rather than a built-in type.
+pub(crate) fn is_path(component: &str) -> bool {
+    component.ends_with(".wasm") || component.contains('/') || component.contains('\\')
+}
