@@ -421,17 +421,14 @@ mod tests {
             ..EgressLimits::default()
         };
         let policy = policy_for(server.port, limits);
-        let started = std::time::Instant::now();
         let req = get(&format!("http://{NAME}:{}/slow", server.port))
             .body(empty())
             .unwrap();
+        // The server answers only after 300 ms: getting this error (not a
+        // response, and not the total timeout's) shows the first-byte timeout
+        // fired, without asserting on wall-clock time.
         let err = send_via(&policy, req).await.unwrap_err();
         assert!(matches!(err, HttpError::ConnectionReadTimeout), "{err}");
-        assert!(
-            started.elapsed() < Duration::from_millis(280),
-            "{:?}",
-            started.elapsed()
-        );
         assert_eq!(policy.counters().failed, 1);
     }
 
