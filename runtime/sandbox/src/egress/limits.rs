@@ -1,0 +1,151 @@
+//! Per-provider limits on outbound HTTP (the `egress_limits` of a provider's
+//! configuration), their defaults and their validation.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Per-provider limits on outbound HTTP.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(default, deny_unknown_fields)]
+pub struct EgressLimits {
+    /// TCP connect plus TLS handshake, milliseconds. Default 10 000.
+    pub connect_timeout_ms: u64,
+    /// From sending the request to receiving the response headers (connecting
+    /// included), milliseconds. Default 60 000.
+    pub first_byte_timeout_ms: u64,
+    /// From sending the request to the end of the response body, milliseconds.
+    /// Default 300 000.
+    pub total_timeout_ms: u64,
+    /// Largest response body, bytes; past it the body stream fails with
+    /// `HttpResponseBodySize`. Default 32 MiB.
+    pub max_response_body_bytes: u64,
+    /// Requests of this provider in flight at once (until each response body ends
+    /// or is dropped); past it a request fails with `ConnectionLimitReached`.
+    /// Default 16.
+    pub max_concurrent_requests: u32,
+}
+
+/// Largest accepted `max_concurrent_requests`.
+pub const MAX_CONCURRENT_REQUESTS: u32 = 4096;
+/// Largest accepted `max_response_body_bytes` (4 GiB).
+pub const MAX_RESPONSE_BODY_BYTES: u64 = 4 << 30;
+
+impl Default for EgressLimits {
+    fn default() -> Self {
+        EgressLimits {
+            connect_timeout_ms: 10_000,
+            first_byte_timeout_ms: 60_000,
+            total_timeout_ms: 300_000,
+            max_response_body_bytes: 32 * 1024 * 1024,
+            max_concurrent_requests: 16,
+        }
+    }
+}
+
+impl EgressLimits {
+    /// Every problem with these limits, as `field: reason` lines (empty when valid).
+    pub fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut check = |ok: bool, field: &str, why: String| {
+            if !ok {
+                problems.push(format!("{field}: {why}"));
+            }
+        };
+        check(
+            self.connect_timeout_ms > 0,
+            "connect_timeout_ms",
+            "must be at least 1".into(),
+        );
+        check(
+            self.first_byte_timeout_ms > 0,
+            "first_byte_timeout_ms",
+            "must be at least 1".into(),
+        );
+        check(
+            self.total_timeout_ms > 0,
+            "total_timeout_ms",
+            "must be at least 1".into(),
+        );
+        // The first-byte timeout includes connecting, and the total includes both:
+        // a larger inner timeout could never fire.
+        check(
+            self.connect_timeout_ms <= self.first_byte_timeout_ms,
+            "connect_timeout_ms",
+            format!(
+                "must not exceed first_byte_timeout_ms ({}), got {}",
+                self.first_byte_timeout_ms, self.connect_timeout_ms
+            ),
+        );
+        check(
+            self.first_byte_timeout_ms <= self.total_timeout_ms,
+            "first_byte_timeout_ms",
+            format!(
+                "must not exceed total_timeout_ms ({}), got {}",
+                self.total_timeout_ms, self.first_byte_timeout_ms
+            ),
+        );
+        check(
+            (1..=MAX_RESPONSE_BODY_BYTES).contains(&self.max_response_body_bytes),
+            "max_response_body_bytes",
+            format!(
+                "must be between 1 and {MAX_RESPONSE_BODY_BYTES}, got {}",
+                self.max_response_body_bytes
+            ),
+        );
+        check(
+            (1..=MAX_CONCURRENT_REQUESTS).contains(&self.max_concurrent_requests),
+            "max_concurrent_requests",
+            format!(
+                "must be between 1 and {MAX_CONCURRENT_REQUESTS}, got {}",
+                self.max_concurrent_requests
+            ),
+        );
+        problems
+    }
+
+    /// [`EgressLimits::connect_timeout_ms`] as a duration.
+    pub(super) fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    /// [`EgressLimits::first_byte_timeout_ms`] as a duration.
+    pub(super) fn first_byte_timeout(&self) -> Duration {
+        Duration::from_millis(self.first_byte_timeout_ms)
+    }
+
+    /// [`EgressLimits::total_timeout_ms`] as a duration.
+    pub(super) fn total_timeout(&self) -> Duration {
+        Duration::from_millis(self.total_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_defaults_and_validation() {
+        let d = EgressLimits::default();
+        assert_eq!(d.connect_timeout_ms, 10_000);
+        assert_eq!(d.first_byte_timeout_ms, 60_000);
+        assert_eq!(d.total_timeout_ms, 300_000);
+        assert_eq!(d.max_response_body_bytes, 32 << 20);
+        assert_eq!(d.max_concurrent_requests, 16);
+        assert!(d.validate().is_empty());
+        let bad = EgressLimits {
+            connect_timeout_ms: 0,
+            first_byte_timeout_ms: 400_000,
+            total_timeout_ms: 300_000,
+            max_response_body_bytes: 0,
+            max_concurrent_requests: 0,
+        };
+        let problems = bad.validate();
+        assert_eq!(problems.len(), 4, "{problems:#?}");
+        let parsed: EgressLimits = serde_json::from_str(r#"{"total_timeout_ms": 5}"#).unwrap();
+        assert_eq!(parsed.total_timeout_ms, 5);
+        assert_eq!(parsed.connect_timeout_ms, 10_000);
+        assert!(serde_json::from_str::<EgressLimits>(r#"{"nope": 1}"#).is_err());
+    }
+}
