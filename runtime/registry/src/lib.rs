@@ -26,14 +26,13 @@ pub mod config;
 pub mod discovery;
 pub mod events;
 pub mod health;
-pub mod lifecycle;
-pub mod monitor;
 pub mod registry;
 pub mod registry_config;
 pub mod server_config;
 pub mod stats;
 
 pub use builtins::Builtins;
+pub use registry::lifecycle;
 pub use registry::{
     ComponentSource, Origin, ProviderHandle, ProviderState, Registration, Registry,
 };

@@ -16,6 +16,9 @@
 //!   was replaced (hot reload, restart) between the snapshot and the call, the call
 //!   is retried once on the new one, so a swap never fails a call.
 
+pub mod lifecycle;
+mod monitor;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
@@ -29,7 +32,7 @@ use crate::builtins::Builtins;
 use crate::circuit_breaker::{CircuitBreaker, CircuitSnapshot, CircuitState, Clock, SystemClock};
 use crate::events::{Event, EventBus, Subscription};
 use crate::health::{HealthCheck, HealthRecord};
-use crate::monitor::Monitors;
+use monitor::Monitors;
 use crate::registry_config::RegistryConfig;
 use crate::stats::{CallStats, CallStatsSnapshot};
 use tamma_sandbox::error::{Error, ErrorCode, Result};
