@@ -7,11 +7,10 @@
 //!
 //! | module | what it is |
 //! |---|---|
-//! | [`registry`] | the registry: register/unregister, look-ups, snapshots, guarded calls |
+//! | [`registry`] | the registry: register/unregister/replace, look-ups, snapshots, guarded calls, health monitoring |
 //! | [`registry_config`] | the registry's settings (health, breaker, lifecycle) |
-//! | [`lifecycle`] | initialize/start/stop/restart/dispose, and graceful shutdown |
+//! | [`lifecycle`] | initialize/start/stop/restart/dispose, and graceful shutdown (`registry/lifecycle.rs`) |
 //! | [`health`] | health check results and the debounced status |
-//! | [`monitor`] | health checks and periodic monitoring tasks |
 //! | [`circuit_breaker`] | per-provider circuit breaker with an injectable clock |
 //! | [`events`] | registry events and their bus |
 //! | [`stats`] | per-provider call counters and latency histogram |
@@ -34,7 +33,8 @@ pub mod stats;
 pub use builtins::Builtins;
 pub use registry::lifecycle;
 pub use registry::{
-    ComponentSource, Origin, ProviderHandle, ProviderState, Registration, Registry,
+    ComponentSource, Origin, ProviderHandle, ProviderSnapshot, ProviderState, ProviderStream,
+    Registration, Registry,
 };
 pub use registry_config::RegistryConfig;
 // The sandbox types every registry user needs, so one dependency is enough.

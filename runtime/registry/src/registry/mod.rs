@@ -2,312 +2,72 @@
 //! process, changed at run time without restarts.
 //!
 //! Consistency rules, relied on by every other part:
-//! - A name is *reserved* before a registration starts its slow work (compile,
-//!   instantiate, `initialize`), so two concurrent registrations of one name give
-//!   exactly one success and one `ALREADY_EXISTS`. A reserved name is invisible to
-//!   look-ups and calls: no half-registered provider is ever seen. If registration
-//!   fails or its task is cancelled, the reservation is dropped; nothing is left.
-//! - `unregister` removes the name first (new calls get `NOT_FOUND` at once), then
-//!   lets running calls finish and disposes the instances.
-//! - Lifecycle operations on one provider are serialised by its own async lock;
-//!   the registry-wide map lock is a `std` lock held only for map operations,
-//!   never across an `.await`, so nothing can deadlock on it.
-//! - Calls take a snapshot of the provider's current instance; if that instance
-//!   was replaced (hot reload, restart) between the snapshot and the call, the call
-//!   is retried once on the new one, so a swap never fails a call.
+//! 1. A name is *reserved* before a registration starts its slow work (compile,
+//!    instantiate, `initialize`), so two concurrent registrations of one name give
+//!    exactly one success and one `ALREADY_EXISTS`. A reserved name is invisible to
+//!    look-ups and calls: no half-registered provider is ever seen. If registration
+//!    fails or its task is cancelled, the reservation is dropped; nothing is left.
+//! 2. `unregister` removes the name first (new look-ups get `NOT_FOUND` at once)
+//!    and marks the entry removed (handles already held get `NOT_FOUND` too), then
+//!    lets running calls finish and disposes the instances.
+//! 3. Lifecycle operations on one provider are serialised by its own async lock;
+//!    the registry-wide map lock is a `std` lock held only for map operations,
+//!    never across an `.await`, so nothing can deadlock on it.
+//! 4. Everything a lifecycle operation changes about a provider — lifecycle
+//!    state, running instance, template (component and settings), capabilities,
+//!    metadata, removed flag — is one immutable value behind an atomic pointer,
+//!    replaced whole. A reader takes it with one atomic load (no lock, nothing
+//!    copied) and sees one version: a snapshot taken during `replace` shows the
+//!    old provider or the new one, never a mix. Every change goes through one
+//!    function, which also emits `provider-state-changed`. Health, the circuit
+//!    breaker and the call counters describe traffic, not the version, and keep
+//!    their own synchronisation.
+//! 5. Calls take the ready instance from that one load; if the instance was
+//!    replaced (hot reload, restart) between the load and the call, the call is
+//!    retried once on the new one, so a swap never fails a call.
+//!
+//! Files, each using only those listed before it (so no two import each other):
+//!
+//! | file | what |
+//! |---|---|
+//! | `registration.rs` | what a caller registers: [`ComponentSource`], [`Origin`], [`Registration`], the name rule |
+//! | `shared.rs` | what the registry, its handles and monitor tasks share (sandbox, settings, events, shutdown flag) |
+//! | `entry.rs` | one provider: its entry and immutable state; [`ProviderState`], [`ProviderSnapshot`] |
+//! | `monitor.rs` | health checks of an entry, and the monitor task set |
+//! | `prepare.rs` | settings → load → instantiate → metadata, for `register` and `replace` |
+//! | `handle.rs` | [`ProviderHandle`] and [`ProviderStream`]: guarded, recorded calls |
+//! | `mod.rs` | the [`Registry`]: the map of names, register/unregister/replace, look-ups, monitoring |
+//! | [`lifecycle`] | initialize/start/stop/restart/dispose, and graceful shutdown (extends [`Registry`]) |
 
+mod entry;
+mod handle;
 pub mod lifecycle;
 mod monitor;
+mod prepare;
+mod registration;
+mod shared;
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::{Instant, SystemTime};
-
-use serde::Serialize;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::builtins::Builtins;
-use crate::circuit_breaker::{CircuitBreaker, CircuitSnapshot, CircuitState, Clock, SystemClock};
+use crate::circuit_breaker::{Clock, SystemClock};
 use crate::events::{Event, EventBus, Subscription};
-use crate::health::{HealthCheck, HealthRecord};
-use monitor::Monitors;
+use crate::health::HealthCheck;
 use crate::registry_config::RegistryConfig;
-use crate::stats::{CallStats, CallStatsSnapshot};
+use entry::{not_found, Entry};
+use monitor::Monitors;
+use prepare::{Plan, Prepared};
+use shared::Shared;
 use tamma_sandbox::error::{Error, ErrorCode, Result};
-use tamma_sandbox::limits::Limits;
-use tamma_sandbox::provider::{CompletionStream, ProviderInstance};
+use tamma_sandbox::provider::ProviderInstance;
 use tamma_sandbox::sandbox::{LoadedComponent, Sandbox};
 use tamma_sandbox::settings::ProviderSettings;
-use tamma_sandbox::time::unix_ms;
-use tamma_sandbox::types::{
-    Capabilities, CompletionRequest, CompletionResponse, HealthStatus, ModelInfo, StreamChunk,
-};
+use tamma_sandbox::types::{CompletionRequest, CompletionResponse, ModelInfo};
 
-/// Where a provider's component comes from.
-#[derive(Clone)]
-pub enum ComponentSource {
-    /// A `.wasm` file on disk.
-    File(PathBuf),
-    /// Component bytes (uploaded, or read by the caller).
-    Bytes(Arc<[u8]>),
-    /// A provider type built into the binary (`echo`, `openai`, `anthropic`).
-    Builtin(String),
-}
-
-impl std::fmt::Debug for ComponentSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ComponentSource::File(p) => write!(f, "File({})", p.display()),
-            ComponentSource::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
-            ComponentSource::Builtin(n) => write!(f, "Builtin({n})"),
-        }
-    }
-}
-
-/// How a provider came to be registered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Origin {
-    /// Declared in the configuration file.
-    Config,
-    /// Found in the plugin directory.
-    Plugin,
-    /// Registered through the admin API or the library API.
-    Api,
-    /// Registered by environment discovery (an API key variable).
-    Environment,
-}
-
-impl Origin {
-    /// Lowercase name, as in snapshots and events.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Origin::Config => "config",
-            Origin::Plugin => "plugin",
-            Origin::Api => "api",
-            Origin::Environment => "environment",
-        }
-    }
-}
-
-/// Everything needed to register a provider.
-#[derive(Clone, Debug)]
-pub struct Registration {
-    /// The component.
-    pub source: ComponentSource,
-    /// Its configuration, limits and egress policy.
-    pub settings: ProviderSettings,
-    /// How it came to be registered.
-    pub origin: Origin,
-    /// Its version, when known (plugin manifests carry one).
-    pub version: Option<String>,
-}
-
-impl Registration {
-    /// A registration through the API with default settings.
-    pub fn new(source: ComponentSource) -> Self {
-        Registration {
-            source,
-            settings: ProviderSettings::default(),
-            origin: Origin::Api,
-            version: None,
-        }
-    }
-
-    /// Set the settings (builder style).
-    pub fn with_settings(mut self, settings: ProviderSettings) -> Self {
-        self.settings = settings;
-        self
-    }
-
-    /// Set the origin (builder style).
-    pub fn with_origin(mut self, origin: Origin) -> Self {
-        self.origin = origin;
-        self
-    }
-}
-
-/// Lifecycle state of a registered provider.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProviderState {
-    /// Creating and initializing instances.
-    Initializing,
-    /// Serving calls.
-    Ready,
-    /// Registered, but not serving (`PROVIDER_STOPPED`).
-    Stopped,
-    /// (Re-)initialization failed; `start` or `restart` tries again.
-    Error,
-    /// Its instances were disposed; `start` brings it back.
-    Disposed,
-}
-
-impl ProviderState {
-    /// Lowercase name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderState::Initializing => "initializing",
-            ProviderState::Ready => "ready",
-            ProviderState::Stopped => "stopped",
-            ProviderState::Error => "error",
-            ProviderState::Disposed => "disposed",
-        }
-    }
-}
-
-/// Where a provider came from and what it runs.
-#[derive(Clone, Debug, Serialize)]
-pub struct ProviderMetadata {
-    /// How it was registered.
-    pub source: Origin,
-    /// Its version, when known.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
-    /// SHA-256 of its component.
-    pub component_sha256: String,
-    /// Size of its component, bytes.
-    pub component_size: usize,
-    /// The built-in type, for built-in providers.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub builtin: Option<String>,
-}
-
-/// A point-in-time view of one provider. Carries no configuration values and no
-/// secrets (only the secrets' names).
-#[derive(Clone, Debug, Serialize)]
-pub struct ProviderSnapshot {
-    pub name: String,
-    pub state: ProviderState,
-    pub registered_at_unix_ms: u64,
-    pub health: HealthStatus,
-    pub health_message: String,
-    pub last_health_check: Option<HealthCheck>,
-    pub circuit: CircuitSnapshot,
-    pub capabilities: Capabilities,
-    pub metadata: ProviderMetadata,
-    pub limits: Limits,
-    pub allowed_hosts: Vec<String>,
-    pub secret_names: Vec<String>,
-    pub config_keys: Vec<String>,
-    pub pool: Option<tamma_sandbox::pool::PoolStats>,
-    pub calls: CallStatsSnapshot,
-}
-
-/// One registered provider.
-pub(crate) struct Entry {
-    pub(crate) name: String,
-    /// Replaced together with the component on hot reload.
-    metadata: RwLock<ProviderMetadata>,
-    registered_at: SystemTime,
-    state: Mutex<ProviderState>,
-    /// The running provider; `None` while stopped, disposed or failed.
-    current: RwLock<Option<ProviderInstance>>,
-    /// What to instantiate on (re)start.
-    template: RwLock<(LoadedComponent, ProviderSettings)>,
-    capabilities: RwLock<Capabilities>,
-    pub(crate) breaker: CircuitBreaker,
-    pub(crate) health: Mutex<HealthRecord>,
-    pub(crate) stats: CallStats,
-    /// Serialises lifecycle operations (start/stop/restart/replace/unregister).
-    pub(crate) lifecycle: tokio::sync::Mutex<()>,
-    /// Set once unregistered: the entry may still be referenced by running calls.
-    removed: AtomicBool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // These locks guard plain data updated in single statements; a panic elsewhere
-    // cannot leave it half-written, so a poisoned lock is still usable.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl Entry {
-    pub(crate) fn state(&self) -> ProviderState {
-        *lock(&self.state)
-    }
-
-    pub(crate) fn current(&self) -> Option<ProviderInstance> {
-        self.current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    pub(crate) fn set_current(&self, inst: Option<ProviderInstance>) -> Option<ProviderInstance> {
-        if let Some(i) = &inst {
-            *self.capabilities.write().unwrap_or_else(|p| p.into_inner()) =
-                i.capabilities().clone();
-        }
-        std::mem::replace(
-            &mut *self.current.write().unwrap_or_else(|p| p.into_inner()),
-            inst,
-        )
-    }
-
-    pub(crate) fn template(&self) -> (LoadedComponent, ProviderSettings) {
-        self.template
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    pub(crate) fn set_template(&self, component: LoadedComponent, settings: ProviderSettings) {
-        *self.template.write().unwrap_or_else(|p| p.into_inner()) = (component, settings);
-    }
-
-    pub(crate) fn metadata(&self) -> ProviderMetadata {
-        self.metadata
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    pub(crate) fn is_removed(&self) -> bool {
-        self.removed.load(Ordering::Acquire)
-    }
-
-    pub(crate) fn mark_removed(&self) {
-        self.removed.store(true, Ordering::Release);
-    }
-
-    fn snapshot(&self) -> ProviderSnapshot {
-        let health = lock(&self.health).clone();
-        let (component, settings) = self.template();
-        let current = self.current();
-        ProviderSnapshot {
-            name: self.name.clone(),
-            state: self.state(),
-            registered_at_unix_ms: unix_ms(self.registered_at),
-            health: health.status,
-            health_message: health.message,
-            last_health_check: health.last_check,
-            circuit: self.breaker.snapshot(),
-            capabilities: self
-                .capabilities
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
-            metadata: ProviderMetadata {
-                component_sha256: component.sha256.clone(),
-                component_size: component.size,
-                ..self.metadata()
-            },
-            limits: settings.limits.clone(),
-            allowed_hosts: settings.egress.allowed_hosts().to_vec(),
-            secret_names: settings
-                .egress
-                .secret_names()
-                .into_iter()
-                .map(String::from)
-                .collect(),
-            config_keys: settings.config.iter().map(|(k, _)| k.clone()).collect(),
-            pool: current.map(|c| c.pool_stats()),
-            calls: self.stats.snapshot(),
-        }
-    }
-}
+pub use entry::{ProviderMetadata, ProviderSnapshot, ProviderState};
+pub use handle::{ProviderHandle, ProviderStream};
+pub use registration::{validate_name, ComponentSource, Origin, Registration};
 
 enum Slot {
     /// A registration of this name is in progress.
@@ -315,21 +75,16 @@ enum Slot {
     Live(Arc<Entry>),
 }
 
-pub(crate) struct Inner {
-    pub(crate) sandbox: Sandbox,
-    pub(crate) config: RegistryConfig,
-    pub(crate) clock: Arc<dyn Clock>,
-    builtins: Builtins,
-    pub(crate) events: EventBus,
+struct Inner {
+    shared: Arc<Shared>,
     slots: RwLock<HashMap<String, Slot>>,
-    pub(crate) shutting_down: AtomicBool,
-    pub(crate) monitors: Monitors,
+    monitors: Monitors,
 }
 
 /// The provider registry. Cheap to clone; every clone is the same registry.
 #[derive(Clone)]
 pub struct Registry {
-    pub(crate) inner: Arc<Inner>,
+    inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -337,35 +92,6 @@ impl std::fmt::Debug for Registry {
         f.debug_struct("Registry")
             .field("providers", &self.names())
             .finish()
-    }
-}
-
-/// Check a provider name: 1–64 characters of `a-z 0-9 - _ .`.
-pub fn validate_name(name: &str) -> Result<()> {
-    let ok_char =
-        |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.');
-    let problem = if name.is_empty() {
-        Some("must not be empty".to_string())
-    } else if name.len() > 64 {
-        Some(format!(
-            "is {} characters long; the limit is 64",
-            name.len()
-        ))
-    } else {
-        name.chars()
-            .find(|c| !ok_char(*c))
-            .map(|c| format!("contains {c:?}; allowed are a-z, 0-9, '-', '_' and '.'"))
-    };
-    match problem {
-        None => Ok(()),
-        Some(p) => {
-            // The name is echoed escaped and truncated: it is untrusted input.
-            let shown: String = name.chars().take(80).collect();
-            Err(Error::new(
-                ErrorCode::InvalidName,
-                format!("provider name {shown:?} {p}"),
-            ))
-        }
     }
 }
 
@@ -408,13 +134,8 @@ impl Registry {
         }
         Ok(Registry {
             inner: Arc::new(Inner {
-                sandbox,
-                config,
-                clock,
-                builtins,
-                events: EventBus::new(),
+                shared: Arc::new(Shared::new(sandbox, config, clock, builtins)),
                 slots: RwLock::new(HashMap::new()),
-                shutting_down: AtomicBool::new(false),
                 monitors: Monitors::default(),
             }),
         })
@@ -422,49 +143,59 @@ impl Registry {
 
     /// The sandbox providers run in.
     pub fn sandbox(&self) -> &Sandbox {
-        &self.inner.sandbox
+        &self.shared().sandbox
     }
 
     /// The built-in provider types [`ComponentSource::Builtin`] names.
     pub fn builtins(&self) -> &Builtins {
-        &self.inner.builtins
+        &self.shared().builtins
     }
 
     /// The registry's settings.
     pub fn config(&self) -> &RegistryConfig {
-        &self.inner.config
+        &self.shared().config
     }
 
     /// The event bus.
     pub fn events(&self) -> &EventBus {
-        &self.inner.events
+        &self.shared().events
     }
 
     /// Subscribe to registry events.
     pub fn subscribe(&self) -> Subscription {
-        self.inner.events.subscribe()
+        self.shared().events.subscribe()
     }
 
     pub(crate) fn emit(&self, event: Event) {
-        self.inner.events.emit(event);
+        self.shared().emit(event);
     }
 
-    fn slots_read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Slot>> {
+    fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
+    }
+
+    fn check_open(&self) -> Result<()> {
+        self.shared().check_open()
+    }
+
+    fn slots_read(&self) -> RwLockReadGuard<'_, HashMap<String, Slot>> {
+        // Map operations only, never across an `.await` or a panic point that
+        // could leave the map half-changed: a poisoned lock is still usable.
         self.inner.slots.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn slots_write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Slot>> {
+    fn slots_write(&self) -> RwLockWriteGuard<'_, HashMap<String, Slot>> {
         self.inner.slots.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(crate) fn entry(&self, name: &str) -> Result<Arc<Entry>> {
+    fn entry(&self, name: &str) -> Result<Arc<Entry>> {
         match self.slots_read().get(name) {
             Some(Slot::Live(e)) => Ok(e.clone()),
             _ => Err(not_found(name)),
         }
     }
 
-    pub(crate) fn entries(&self) -> Vec<Arc<Entry>> {
+    fn entries(&self) -> Vec<Arc<Entry>> {
         let mut v: Vec<Arc<Entry>> = self
             .slots_read()
             .values()
@@ -477,17 +208,6 @@ impl Registry {
         v
     }
 
-    pub(crate) fn check_open(&self) -> Result<()> {
-        if self.inner.shutting_down.load(Ordering::Acquire) {
-            Err(Error::new(
-                ErrorCode::ShuttingDown,
-                "the registry is shutting down",
-            ))
-        } else {
-            Ok(())
-        }
-    }
-
     // ---------------------------------------------------------------- register
 
     /// Validate, load, instantiate and initialize a provider, then make it visible.
@@ -498,31 +218,10 @@ impl Registry {
     ) -> Result<ProviderSnapshot> {
         self.check_open()?;
         validate_name(name)?;
-        let settings = self.effective_settings(name, registration.settings)?;
+        let plan = Plan::new(self.shared(), name, registration)?;
         let reservation = self.reserve(name)?;
-        let builtin = match &registration.source {
-            ComponentSource::Builtin(t) => Some(t.clone()),
-            _ => None,
-        };
-        let loaded = self.load(registration.source).await.map_err(|e| {
-            e.with_provider(name)
-                .wrap(ErrorCode::RegistrationFailed, "cannot load component")
-        })?;
-        let instance = self
-            .inner
-            .sandbox
-            .instantiate_with(name, &loaded, settings.clone())
-            .await
-            .map_err(|e| e.wrap(ErrorCode::RegistrationFailed, "initialization failed"))?;
-        let metadata = ProviderMetadata {
-            source: registration.origin,
-            version: registration.version,
-            component_sha256: loaded.sha256.clone(),
-            component_size: loaded.size,
-            builtin,
-        };
-        self.publish(reservation, instance, loaded, settings, metadata)
-            .await
+        let prepared = plan.build(self.shared()).await?;
+        self.publish(reservation, prepared).await
     }
 
     /// Register a provider the caller has already loaded and initialized.
@@ -536,79 +235,22 @@ impl Registry {
         self.check_open()?;
         validate_name(name)?;
         let reservation = self.reserve(name)?;
-        let loaded = instance.component().clone();
-        let settings = instance.settings().clone();
-        let metadata = ProviderMetadata {
-            source: origin,
-            version,
-            component_sha256: loaded.sha256.clone(),
-            component_size: loaded.size,
-            builtin: None,
-        };
-        self.publish(reservation, instance, loaded, settings, metadata)
-            .await
+        let prepared = Prepared::from_instance(instance, origin, version);
+        self.publish(reservation, prepared).await
     }
 
     /// Check the settings and apply the registry's lifecycle bounds.
     pub(crate) fn effective_settings(
         &self,
         name: &str,
-        mut settings: ProviderSettings,
+        settings: ProviderSettings,
     ) -> Result<ProviderSettings> {
-        let mut problems: Vec<String> = settings
-            .limits
-            .validate()
-            .into_iter()
-            .map(|p| format!("limits.{p}"))
-            .collect();
-        let max = self.inner.sandbox.engine().config().max_memory_mib;
-        if settings.limits.memory_mib > max {
-            problems.push(format!(
-                "limits.memory_mib: {} exceeds the engine's maximum of {max}",
-                settings.limits.memory_mib
-            ));
-        }
-        for (i, (k, _)) in settings.config.iter().enumerate() {
-            if k.is_empty() {
-                problems.push(format!("config[{i}]: empty key"));
-            }
-        }
-        if !problems.is_empty() {
-            return Err(
-                Error::new(ErrorCode::InvalidConfig, problems.join("; ")).with_provider(name)
-            );
-        }
-        let lc = &self.inner.config.lifecycle;
-        let l = &mut settings.limits;
-        l.init_timeout_ms = l.init_timeout_ms.min(lc.init_timeout_ms);
-        l.dispose_timeout_ms = l.dispose_timeout_ms.min(lc.dispose_timeout_ms);
-        Ok(settings)
+        prepare::effective_settings(self.shared(), name, settings)
     }
 
+    /// Load (compile, or find in the cache) a component.
     pub(crate) async fn load(&self, source: ComponentSource) -> Result<LoadedComponent> {
-        let sandbox = self.inner.sandbox.clone();
-        let builtins = self.inner.builtins.clone();
-        // Compiling is CPU-bound (milliseconds to seconds): keep it off the async workers.
-        let task = tokio::task::spawn_blocking(move || match source {
-            ComponentSource::File(path) => sandbox.load_file(&path),
-            ComponentSource::Bytes(bytes) => sandbox.load(&bytes),
-            ComponentSource::Builtin(kind) => match builtins.get(&kind) {
-                Some(bytes) => sandbox.load(bytes),
-                None => Err(Error::new(
-                    ErrorCode::InvalidConfig,
-                    format!(
-                        "no built-in provider type {kind:?}; this build has {:?}",
-                        builtins.names()
-                    ),
-                )),
-            },
-        });
-        task.await.map_err(|e| {
-            Error::new(
-                ErrorCode::Internal,
-                format!("component loading task failed: {e}"),
-            )
-        })?
+        prepare::load(self.shared(), source).await
     }
 
     fn reserve(&self, name: &str) -> Result<Reservation> {
@@ -628,98 +270,62 @@ impl Registry {
         })
     }
 
+    /// Turn the reservation into a live entry, unless shutdown began meanwhile.
     async fn publish(
         &self,
         mut reservation: Reservation,
-        instance: ProviderInstance,
-        component: LoadedComponent,
-        settings: ProviderSettings,
-        metadata: ProviderMetadata,
+        prepared: Prepared,
     ) -> Result<ProviderSnapshot> {
         let name = reservation.name.clone();
-        let entry = Arc::new(self.new_entry(&name, instance, component, settings, metadata));
-        {
+        let published = {
             let mut slots = self.slots_write();
-            if !self.inner.shutting_down.load(Ordering::Acquire) {
+            // Checked under the map lock, which shutdown takes (after setting the
+            // flag) to list what it must dispose: an entry is either seen by
+            // shutdown or never published.
+            if self.shared().is_shutting_down() {
+                Err(prepared)
+            } else {
+                let Prepared {
+                    template,
+                    metadata,
+                    instance,
+                } = prepared;
+                let entry = Arc::new(Entry::new(
+                    self.shared(),
+                    &name,
+                    template,
+                    metadata,
+                    instance,
+                ));
                 slots.insert(name.clone(), Slot::Live(entry.clone()));
                 reservation.armed = false;
+                Ok(entry)
             }
-        }
-        if reservation.armed {
-            // Shutdown began while we were initializing: do not publish.
-            if let Some(inst) = entry.set_current(None) {
+        };
+        let entry = match published {
+            Ok(entry) => entry,
+            Err(prepared) => {
+                let inst = prepared.instance;
                 inst.dispose(inst.limits().dispose_timeout()).await;
+                return Err(
+                    Error::new(ErrorCode::ShuttingDown, "the registry is shutting down")
+                        .with_provider(&name),
+                );
             }
-            return Err(
-                Error::new(ErrorCode::ShuttingDown, "the registry is shutting down")
-                    .with_provider(&name),
-            );
-        }
+        };
+        let metadata = entry.load().metadata.clone();
         self.emit(Event::ProviderRegistered {
             provider: name.clone(),
-            source: origin_name(entry.metadata().source),
+            source: metadata.source.as_str().to_string(),
         });
-        tracing::info!(provider = %name, sha256 = %entry.metadata().component_sha256, "provider registered");
+        tracing::info!(provider = %name, sha256 = %metadata.component_sha256, "provider registered");
         if self.inner.monitors.all_enabled() {
-            self.start_monitoring(&name).ok();
+            self.inner.monitors.start(self.shared(), &entry).ok();
         }
         Ok(entry.snapshot())
     }
 
-    fn new_entry(
-        &self,
-        name: &str,
-        instance: ProviderInstance,
-        component: LoadedComponent,
-        settings: ProviderSettings,
-        metadata: ProviderMetadata,
-    ) -> Entry {
-        let events = self.inner.events.clone();
-        let provider = name.to_string();
-        let recovery = self.inner.config.circuit_breaker.recovery_timeout;
-        let breaker = CircuitBreaker::with_on_transition(
-            self.inner.config.circuit_breaker.clone(),
-            self.inner.clock.clone(),
-            move |_from, to| {
-                let provider = provider.clone();
-                events.emit(match to {
-                    CircuitState::Open => Event::CircuitBreakerOpened {
-                        provider,
-                        retry_after_ms: recovery.as_millis() as u64,
-                    },
-                    CircuitState::HalfOpen => Event::CircuitBreakerHalfOpen { provider },
-                    CircuitState::Closed => Event::CircuitBreakerClosed { provider },
-                });
-            },
-        );
-        Entry {
-            name: name.to_string(),
-            metadata: RwLock::new(metadata),
-            registered_at: SystemTime::now(),
-            state: Mutex::new(ProviderState::Ready),
-            capabilities: RwLock::new(instance.capabilities().clone()),
-            current: RwLock::new(Some(instance)),
-            template: RwLock::new((component, settings)),
-            breaker,
-            health: Mutex::new(HealthRecord::default()),
-            stats: CallStats::default(),
-            lifecycle: tokio::sync::Mutex::new(()),
-            removed: AtomicBool::new(false),
-        }
-    }
-
-    pub(crate) fn set_state(&self, entry: &Entry, to: ProviderState) {
-        let from = std::mem::replace(&mut *lock(&entry.state), to);
-        if from != to {
-            self.emit(Event::ProviderStateChanged {
-                provider: entry.name.clone(),
-                from: from.as_str().into(),
-                to: to.as_str().into(),
-            });
-        }
-    }
-
-    // -------------------------------------------------------------- unregister
+    // ------------------------------------------------------ unregister, replace
 
     /// Remove a provider: new calls get `NOT_FOUND` at once, running calls finish
     /// (up to the dispose timeout, then they are cut off), then `dispose` runs and
@@ -736,13 +342,9 @@ impl Registry {
             }
         };
         entry.mark_removed();
-        self.inner.monitors.stop(name).await;
+        self.inner.monitors.stop_entry(&entry).await;
         let _guard = entry.lifecycle.lock().await;
-        let clean = match entry.set_current(None) {
-            Some(inst) => inst.dispose(inst.limits().dispose_timeout()).await,
-            None => true,
-        };
-        self.set_state(&entry, ProviderState::Disposed);
+        let clean = entry.halt(ProviderState::Disposed).await;
         self.emit(Event::ProviderUnregistered {
             provider: name.to_string(),
         });
@@ -761,46 +363,31 @@ impl Registry {
     ) -> Result<ProviderSnapshot> {
         self.check_open()?;
         let entry = self.entry(name)?;
-        let settings = self.effective_settings(name, registration.settings)?;
-        let builtin = match &registration.source {
-            ComponentSource::Builtin(t) => Some(t.clone()),
-            _ => None,
-        };
-        let loaded = self.load(registration.source).await.map_err(|e| {
-            e.with_provider(name)
-                .wrap(ErrorCode::RegistrationFailed, "cannot load component")
-        })?;
-        let fresh = self
-            .inner
-            .sandbox
-            .instantiate_with(name, &loaded, settings.clone())
-            .await
-            .map_err(|e| e.wrap(ErrorCode::RegistrationFailed, "initialization failed"))?;
+        let prepared = Plan::new(self.shared(), name, registration)?
+            .build(self.shared())
+            .await?;
         let _guard = entry.lifecycle.lock().await;
         if entry.is_removed() || self.check_open().is_err() {
+            let fresh = prepared.instance;
             fresh.dispose(fresh.limits().dispose_timeout()).await;
             self.check_open()?;
             return Err(not_found(name));
         }
-        let metadata = ProviderMetadata {
-            source: registration.origin,
-            version: registration.version,
-            component_sha256: loaded.sha256.clone(),
-            component_size: loaded.size,
-            builtin,
-        };
-        *entry.metadata.write().unwrap_or_else(|p| p.into_inner()) = metadata.clone();
-        entry.set_template(loaded, settings);
-        let old = entry.set_current(Some(fresh));
-        self.set_state(&entry, ProviderState::Ready);
-        entry.breaker.reset();
-        self.emit(Event::ProviderReplaced {
+        let Prepared {
+            template,
+            metadata,
+            instance,
+        } = prepared;
+        let event = Event::ProviderReplaced {
             provider: name.to_string(),
-            source: origin_name(metadata.source),
+            source: metadata.source.as_str().to_string(),
             version: metadata.version.clone(),
             component_sha256: metadata.component_sha256.clone(),
-        });
-        tracing::info!(provider = %name, sha256 = %metadata.component_sha256, "provider replaced");
+        };
+        let old = entry.put_version(template, metadata, instance);
+        entry.breaker.reset();
+        self.emit(event);
+        tracing::info!(provider = %name, sha256 = %entry.load().metadata.component_sha256, "provider replaced");
         if let Some(old) = old {
             // Running calls finish on the old instances; new ones already use the
             // new instances.
@@ -813,10 +400,10 @@ impl Registry {
 
     /// A handle to call a provider by.
     pub fn get(&self, name: &str) -> Result<ProviderHandle> {
-        Ok(ProviderHandle {
-            registry: self.clone(),
-            entry: self.entry(name)?,
-        })
+        Ok(ProviderHandle::new(
+            self.shared().clone(),
+            self.entry(name)?,
+        ))
     }
 
     /// Whether a provider of that name is registered (and visible).
@@ -829,22 +416,31 @@ impl Registry {
         self.entries().into_iter().map(|e| e.name.clone()).collect()
     }
 
+    /// How the provider registered under `name` came to be, `None` when there is
+    /// none (discovery leaves providers registered through the API alone).
+    pub(crate) fn origin_of(&self, name: &str) -> Option<Origin> {
+        self.entry(name).ok().map(|e| e.load().metadata.source)
+    }
+
     /// A snapshot of every registered provider, sorted by name.
     pub fn snapshot(&self) -> Vec<ProviderSnapshot> {
         self.entries().iter().map(|e| e.snapshot()).collect()
+    }
+
+    /// A snapshot of one provider.
+    pub fn snapshot_of(&self, name: &str) -> Result<ProviderSnapshot> {
+        Ok(self.entry(name)?.snapshot())
     }
 
     /// Every provider's egress counters, by name (for `/metrics`).
     pub fn egress_counters(&self) -> Vec<(String, tamma_sandbox::egress::EgressCounters)> {
         self.entries()
             .iter()
-            .map(|e| (e.name.clone(), e.template().1.egress.counters()))
+            .map(|e| {
+                let counters = e.load().template.settings.egress.counters();
+                (e.name.clone(), counters)
+            })
             .collect()
-    }
-
-    /// A snapshot of one provider.
-    pub fn snapshot_of(&self, name: &str) -> Result<ProviderSnapshot> {
-        Ok(self.entry(name)?.snapshot())
     }
 
     // -------------------------------------------------------------------- calls
@@ -867,6 +463,44 @@ impl Registry {
     pub async fn list_models(&self, name: &str) -> Result<Vec<ModelInfo>> {
         self.get(name)?.list_models().await
     }
+
+    // --------------------------------------------------------------- monitoring
+
+    /// Run one health check of a provider now: record it, and emit
+    /// `health-status-changed` if the status flips.
+    pub async fn check_health(&self, name: &str) -> Result<HealthCheck> {
+        let entry = self.entry(name)?;
+        Ok(monitor::check(self.shared(), &entry).await)
+    }
+
+    /// Monitor one provider (no-op if it already is).
+    pub fn start_monitoring(&self, name: &str) -> Result<()> {
+        let entry = self.entry(name)?;
+        self.inner.monitors.start(self.shared(), &entry)
+    }
+
+    /// Monitor every provider, including those registered later.
+    pub fn start_monitoring_all(&self) {
+        self.inner.monitors.enable_all();
+        for entry in self.entries() {
+            let _ = self.inner.monitors.start(self.shared(), &entry);
+        }
+    }
+
+    /// Stop monitoring one provider; its task has ended when this returns.
+    pub async fn stop_monitoring(&self, name: &str) {
+        self.inner.monitors.stop(name).await;
+    }
+
+    /// Stop all monitoring; every task has ended when this returns.
+    pub async fn stop_monitoring_all(&self) {
+        self.inner.monitors.stop_all().await;
+    }
+
+    /// Names of the providers being monitored.
+    pub fn monitored(&self) -> Vec<String> {
+        self.inner.monitors.names()
+    }
 }
 
 /// Removes a name's reservation unless registration completed (also when the
@@ -885,244 +519,5 @@ impl Drop for Reservation {
                 slots.remove(&self.name);
             }
         }
-    }
-}
-
-fn origin_name(origin: Origin) -> String {
-    origin.as_str().to_string()
-}
-
-pub(crate) fn not_found(name: &str) -> Error {
-    Error::new(
-        ErrorCode::NotFound,
-        format!("no provider named {name:?} is registered"),
-    )
-    .with_provider(name)
-}
-
-/// A handle to one registered provider. Calls through it are guarded by the
-/// provider's circuit breaker and recorded for health and metrics.
-#[derive(Clone)]
-pub struct ProviderHandle {
-    registry: Registry,
-    entry: Arc<Entry>,
-}
-
-impl std::fmt::Debug for ProviderHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProviderHandle")
-            .field("name", &self.entry.name)
-            .finish()
-    }
-}
-
-/// How a call's outcome counts for the circuit breaker.
-fn breaker_outcome(
-    permit: crate::circuit_breaker::Permit,
-    result: &std::result::Result<(), &Error>,
-) {
-    match result {
-        Ok(()) => permit.success(),
-        Err(e) if e.is_provider_failure() => permit.failure(),
-        // The caller's own mistake, or the runtime refusing (overload, stop):
-        // neither success nor failure of the provider.
-        Err(_) => drop(permit),
-    }
-}
-
-impl ProviderHandle {
-    /// The provider's name.
-    pub fn name(&self) -> &str {
-        &self.entry.name
-    }
-
-    /// Its current state.
-    pub fn state(&self) -> ProviderState {
-        self.entry.state()
-    }
-
-    /// Its snapshot.
-    pub fn snapshot(&self) -> ProviderSnapshot {
-        self.entry.snapshot()
-    }
-
-    /// The running instance, or why there is none.
-    fn ready_instance(&self) -> Result<ProviderInstance> {
-        self.registry.check_open()?;
-        if self.entry.is_removed() {
-            return Err(not_found(self.name()));
-        }
-        match (self.entry.state(), self.entry.current()) {
-            (ProviderState::Ready, Some(inst)) => Ok(inst),
-            (state, _) => Err(Error::new(
-                ErrorCode::ProviderStopped,
-                format!("provider is {}", state.as_str()),
-            )
-            .with_provider(self.name())),
-        }
-    }
-
-    fn acquire(&self) -> Result<crate::circuit_breaker::Permit> {
-        self.entry.breaker.try_acquire().map_err(|r| {
-            Error::new(
-                ErrorCode::CircuitOpen,
-                format!("circuit breaker is {}", r.state.as_str()),
-            )
-            .with_provider(self.name())
-            .with_retry_after(r.retry_after)
-        })
-    }
-
-    /// Run `call` on the current instance, retrying once if the instance was
-    /// swapped out (disposed) between taking it and using it.
-    async fn guarded<T, F, Fut>(&self, op: &'static str, mut call: F) -> Result<T>
-    where
-        F: FnMut(ProviderInstance) -> Fut,
-        Fut: Future<Output = Result<T>>,
-    {
-        let mut attempt = 0;
-        loop {
-            let inst = self.ready_instance()?;
-            let permit = self.acquire()?;
-            let started = Instant::now();
-            let result = call(inst.clone()).await;
-            if let Err(e) = &result {
-                if inst.is_disposed() && e.code == ErrorCode::ProviderStopped {
-                    drop(permit);
-                    let swapped = self.entry.current().is_some_and(|c| !c.same_as(&inst));
-                    if swapped && attempt == 0 {
-                        attempt += 1;
-                        continue;
-                    }
-                    if self.entry.is_removed() {
-                        return Err(not_found(self.name()));
-                    }
-                    return result;
-                }
-            }
-            self.record(op, started, permit, result.as_ref().map(|_| ()));
-            return result;
-        }
-    }
-
-    fn record(
-        &self,
-        op: &'static str,
-        started: Instant,
-        permit: crate::circuit_breaker::Permit,
-        result: std::result::Result<(), &Error>,
-    ) {
-        self.entry
-            .stats
-            .record(started.elapsed(), result.err().map(|e| e.code));
-        if let Err(e) = result {
-            if e.is_provider_failure() {
-                tracing::warn!(provider = %self.name(), op, code = %e.code, "provider call failed");
-                self.registry.emit(Event::ProviderError {
-                    provider: self.name().to_string(),
-                    code: e.code.as_str().to_string(),
-                    message: e.message.clone(),
-                });
-            }
-        }
-        breaker_outcome(permit, &result);
-    }
-
-    /// Produce a whole completion.
-    pub async fn complete(&self, req: &CompletionRequest) -> Result<CompletionResponse> {
-        self.guarded("complete", |inst| async move { inst.complete(req).await })
-            .await
-    }
-
-    /// The models the provider serves now.
-    pub async fn list_models(&self) -> Result<Vec<ModelInfo>> {
-        self.guarded(
-            "list_models",
-            |inst| async move { inst.list_models().await },
-        )
-        .await
-    }
-
-    /// Start a streamed completion. The breaker records its outcome when it ends.
-    pub async fn stream(&self, req: &CompletionRequest) -> Result<ProviderStream> {
-        let mut attempt = 0;
-        loop {
-            let inst = self.ready_instance()?;
-            let permit = self.acquire()?;
-            let started = Instant::now();
-            match inst.stream(req).await {
-                Ok(inner) => {
-                    return Ok(ProviderStream {
-                        inner,
-                        handle: self.clone(),
-                        permit: Some(permit),
-                        started,
-                    })
-                }
-                Err(e)
-                    if inst.is_disposed()
-                        && e.code == ErrorCode::ProviderStopped
-                        && attempt == 0 =>
-                {
-                    drop(permit);
-                    attempt += 1;
-                    continue;
-                }
-                Err(e) => {
-                    self.record("stream", started, permit, Err(&e));
-                    return Err(e);
-                }
-            }
-        }
-    }
-
-    /// Capabilities, as read at the last (re)initialization.
-    pub fn capabilities(&self) -> Capabilities {
-        self.entry
-            .capabilities
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// Run a health check now (see [`Registry::check_health`]).
-    pub async fn health_check(&self) -> Result<HealthCheck> {
-        self.registry.check_health(self.name()).await
-    }
-}
-
-/// A streamed completion through the registry; records its outcome for the
-/// circuit breaker and statistics when it ends. Dropping it early counts as
-/// neither success nor failure.
-pub struct ProviderStream {
-    inner: CompletionStream,
-    handle: ProviderHandle,
-    permit: Option<crate::circuit_breaker::Permit>,
-    started: Instant,
-}
-
-impl ProviderStream {
-    /// The next chunk, `None` at the end.
-    pub async fn next(&mut self) -> Result<Option<StreamChunk>> {
-        let r = self.inner.next().await;
-        match &r {
-            Ok(Some(_)) => {}
-            Ok(None) => {
-                if let Some(p) = self.permit.take() {
-                    self.handle.record("stream", self.started, p, Ok(()));
-                }
-            }
-            Err(e) => {
-                if let Some(p) = self.permit.take() {
-                    self.handle.record("stream", self.started, p, Err(e));
-                }
-            }
-        }
-        r
-    }
-
-    /// The provider's name.
-    pub fn provider(&self) -> &str {
-        self.handle.name()
     }
 }
