@@ -4,10 +4,10 @@
 //! | file | what |
 //! |---|---|
 //! | `mod.rs` | [`Discovery`]: one round (scan every source, then apply the differences), reports, validation |
-//! | [`file`] | providers declared in the configuration file |
+//! | [`file`](mod@file) | providers declared in the configuration file |
 //! | `plugins.rs` | the plugin directory and its checks |
 //! | [`manifest`] | plugin manifests |
-//! | [`env`] | API-key environment variables, and the injectable [`Environment`] |
+//! | [`env`](mod@env) | API-key environment variables, and the injectable [`Environment`] |
 //! | `reload.rs` | auto-refresh (polling) |
 //!
 //! # Precedence

@@ -5,6 +5,12 @@
 //! racing an unregister cannot leave an instance behind. A stopped provider keeps
 //! its registration and answers `PROVIDER_STOPPED`; `start` and `restart` create
 //! fresh instances from the stored component and re-initialize them.
+//!
+//! Each transition is one swap of the provider's state (rule 4 of the registry),
+//! so stopping refuses new calls and takes the instance away in the same step.
+//! Shutdown waits for a provider's lifecycle lock only up to its dispose timeout
+//! and then halts it regardless; the state's read-copy-update keeps such an
+//! unserialised write from losing, or being lost by, a concurrent one.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
