@@ -118,9 +118,11 @@ impl CircuitBreakerConfig {
 
 /// Time source, injectable so tests are exact and never sleep.
 pub trait Clock: Send + Sync + fmt::Debug {
+    /// The current instant.
     fn now(&self) -> Instant;
 }
 
+/// The real, monotonic clock.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;
 
@@ -138,12 +140,14 @@ pub struct ManualClock {
 }
 
 impl ManualClock {
+    /// A clock standing at the real now, until advanced.
     pub fn new() -> Self {
         Self {
             now: Mutex::new(Instant::now()),
         }
     }
 
+    /// Move the clock forward by `by` (saturating at the far future).
     pub fn advance(&self, by: Duration) {
         let mut now = self.now.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(next) = now.checked_add(by) {
@@ -164,15 +168,20 @@ impl Clock for ManualClock {
     }
 }
 
+/// Where a breaker stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CircuitState {
+    /// Calls flow; failures are counted.
     Closed,
+    /// Calls are refused until the recovery timeout has passed.
     Open,
+    /// A limited number of probe calls decide whether to close or open again.
     HalfOpen,
 }
 
 impl CircuitState {
+    /// Kebab-case name, as serialized.
     pub fn as_str(self) -> &'static str {
         match self {
             CircuitState::Closed => "closed",
@@ -214,9 +223,11 @@ impl std::error::Error for Rejected {}
 /// Point-in-time view for status endpoints and logs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CircuitSnapshot {
+    /// The state (`Open` until the first call after the recovery timeout).
     pub state: CircuitState,
     /// Failures still inside the monitoring window (cleared when the breaker closes).
     pub recent_failures: u32,
+    /// Failures in the window that open the breaker.
     pub failure_threshold: u32,
     /// How long ago the breaker opened; `Some` only while open.
     #[serde(
@@ -230,7 +241,9 @@ pub struct CircuitSnapshot {
         serialize_with = "tamma_sandbox::time::serde_ms::opt"
     )]
     pub retry_after: Option<Duration>,
+    /// Probe calls running now; non-zero only while half-open.
     pub probes_in_flight: u32,
+    /// Probe calls that succeeded in this half-open spell.
     pub probe_successes: u32,
     /// How many times the breaker has opened since it was created.
     pub times_opened: u64,
@@ -402,10 +415,12 @@ impl CircuitBreaker {
         })
     }
 
+    /// The current state.
     pub fn state(&self) -> CircuitState {
         self.shared.lock().phase.state()
     }
 
+    /// A point-in-time view (failures outside the window are dropped first).
     pub fn snapshot(&self) -> CircuitSnapshot {
         let shared = &self.shared;
         let cfg = &shared.config;
@@ -604,10 +619,12 @@ impl Permit {
         self.probe
     }
 
+    /// The call succeeded.
     pub fn success(mut self) {
         self.settle(Outcome::Success);
     }
 
+    /// The call failed in a way that says the provider is unhealthy.
     pub fn failure(mut self) {
         self.settle(Outcome::Failure);
     }

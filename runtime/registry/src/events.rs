@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+/// How many events a subscriber of [`EventBus::new`] may fall behind.
 pub const DEFAULT_CAPACITY: usize = 1024;
 
 /// Every slot is allocated up front, so an absurd configured capacity must not
@@ -24,50 +25,81 @@ pub const MAX_CAPACITY: usize = 1 << 16;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Event {
+    /// A provider became visible.
     ProviderRegistered {
+        /// Its name.
         provider: String,
+        /// How it was registered (`config`, `plugin`, `api`, `environment`).
         source: String,
     },
+    /// A provider was removed.
     ProviderUnregistered {
+        /// Its name.
         provider: String,
     },
+    /// A provider failed: a call it is to blame for, a failed (re)initialization,
+    /// or a discovered version that could not be loaded.
     ProviderError {
+        /// Its name.
         provider: String,
+        /// The stable error code (`TRAP`, `TIMEOUT`, ...).
         code: String,
+        /// What went wrong (never a secret).
         message: String,
     },
+    /// A provider's debounced health status flipped.
     HealthStatusChanged {
+        /// Its name.
         provider: String,
+        /// The status before.
         from: String,
+        /// The status now.
         to: String,
+        /// The message of the check that flipped it.
         message: String,
     },
+    /// A provider's circuit breaker opened: calls are refused for a while.
     CircuitBreakerOpened {
+        /// Its name.
         provider: String,
+        /// How long until probe calls are let through, ms.
         retry_after_ms: u64,
     },
+    /// A provider's circuit breaker lets probe calls through.
     CircuitBreakerHalfOpen {
+        /// Its name.
         provider: String,
     },
+    /// A provider's circuit breaker closed: calls flow again.
     CircuitBreakerClosed {
+        /// Its name.
         provider: String,
     },
+    /// A provider's lifecycle state changed (`ready`, `stopped`, ...).
     ProviderStateChanged {
+        /// Its name.
         provider: String,
+        /// The state before.
         from: String,
+        /// The state now.
         to: String,
     },
     /// A running provider was swapped for a new component or settings (hot reload).
     ProviderReplaced {
+        /// Its name.
         provider: String,
+        /// How the new version was registered.
         source: String,
+        /// The new version, when known.
         #[serde(skip_serializing_if = "Option::is_none")]
         version: Option<String>,
+        /// SHA-256 of the new component.
         component_sha256: String,
     },
 }
 
 impl Event {
+    /// The provider the event is about.
     pub fn provider(&self) -> &str {
         match self {
             Event::ProviderRegistered { provider, .. }
@@ -104,13 +136,17 @@ impl Event {
 /// sees in `seq` are exactly the events it missed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct EventEnvelope {
+    /// Position in the bus's sequence, from 1.
     pub seq: u64,
+    /// When it was emitted (Unix ms).
     pub at_unix_ms: u64,
+    /// What happened (flattened: its `type` tag and fields sit beside `seq`).
     #[serde(flatten)]
     pub event: Event,
 }
 
-/// Cheap to clone; clones share one channel and one sequence.
+/// The bus registry events are emitted on and subscribed to. Cheap to clone;
+/// clones share one channel and one sequence.
 #[derive(Clone)]
 pub struct EventBus {
     inner: Arc<Inner>,
@@ -126,6 +162,7 @@ struct Inner {
 }
 
 impl EventBus {
+    /// A bus with [`DEFAULT_CAPACITY`].
     pub fn new() -> Self {
         Self::with_capacity(DEFAULT_CAPACITY)
     }
@@ -171,6 +208,7 @@ impl EventBus {
         }
     }
 
+    /// How many subscriptions are open.
     pub fn subscriber_count(&self) -> usize {
         self.inner.sender.receiver_count()
     }
@@ -199,12 +237,14 @@ impl fmt::Debug for EventBus {
 /// What a subscriber gets next.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Received {
+    /// The next event.
     Event(EventEnvelope),
     /// The subscriber fell behind and this many events were dropped for it;
     /// the next receive continues with the oldest event still buffered.
     Missed(u64),
 }
 
+/// Why [`Subscription::try_recv`] returned no event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TryRecvError {
     /// Nothing new yet.
@@ -242,6 +282,7 @@ impl Subscription {
         }
     }
 
+    /// The next event if one is buffered, without waiting.
     pub fn try_recv(&mut self) -> Result<Received, TryRecvError> {
         match self.rx.try_recv() {
             Ok(envelope) => Ok(Received::Event(envelope)),

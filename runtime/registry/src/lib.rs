@@ -7,11 +7,10 @@
 //!
 //! | module | what it is |
 //! |---|---|
-//! | [`registry`] | the registry: register/unregister, look-ups, snapshots, guarded calls |
+//! | [`registry`] | the registry: register/unregister/replace, look-ups, snapshots, guarded calls, health monitoring |
 //! | [`registry_config`] | the registry's settings (health, breaker, lifecycle) |
-//! | [`lifecycle`] | initialize/start/stop/restart/dispose, and graceful shutdown |
+//! | [`lifecycle`] | initialize/start/stop/restart/dispose, and graceful shutdown (`registry/lifecycle.rs`) |
 //! | [`health`] | health check results and the debounced status |
-//! | [`monitor`] | health checks and periodic monitoring tasks |
 //! | [`circuit_breaker`] | per-provider circuit breaker with an injectable clock |
 //! | [`events`] | registry events and their bus |
 //! | [`stats`] | per-provider call counters and latency histogram |
@@ -26,8 +25,6 @@ pub mod config;
 pub mod discovery;
 pub mod events;
 pub mod health;
-pub mod lifecycle;
-pub mod monitor;
 pub mod registry;
 pub mod registry_config;
 pub mod stats;
@@ -36,8 +33,10 @@ pub mod stats;
 pub use config::server as server_config;
 
 pub use builtins::Builtins;
+pub use registry::lifecycle;
 pub use registry::{
-    ComponentSource, Origin, ProviderHandle, ProviderState, Registration, Registry,
+    ComponentSource, Origin, ProviderHandle, ProviderSnapshot, ProviderState, ProviderStream,
+    Registration, Registry,
 };
 pub use registry_config::RegistryConfig;
 // The sandbox types every registry user needs, so one dependency is enough.

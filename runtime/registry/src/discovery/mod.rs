@@ -4,10 +4,10 @@
 //! | file | what |
 //! |---|---|
 //! | `mod.rs` | [`Discovery`]: one round (scan every source, then apply the differences), reports, validation |
-//! | [`file`] | providers declared in the configuration file |
+//! | [`file`](mod@file) | providers declared in the configuration file |
 //! | `plugins.rs` | the plugin directory and its checks |
 //! | [`manifest`] | plugin manifests |
-//! | [`env`] | API-key environment variables, and the injectable [`Environment`] |
+//! | [`env`](mod@env) | API-key environment variables, and the injectable [`Environment`] |
 //! | `reload.rs` | auto-refresh (polling) |
 //!
 //! # Precedence
@@ -510,7 +510,7 @@ impl Discovery {
             let mut report = claim.report(&name);
             if let Claim::Ready(c) = claim {
                 let mut problems = Vec::new();
-                if registry.discovery_origin(&name) == Some(Origin::Api) {
+                if registry.origin_of(&name) == Some(Origin::Api) {
                     problems.push(conflict_problem(&name));
                 }
                 if let Err(e) = registry.effective_settings(&name, c.settings.clone()) {
@@ -576,7 +576,7 @@ impl Discovery {
         let gone: Vec<String> = state
             .owned
             .keys()
-            .filter(|n| !matches!(registry.discovery_origin(n), Some(o) if o != Origin::Api))
+            .filter(|n| !matches!(registry.origin_of(n), Some(o) if o != Origin::Api))
             .cloned()
             .collect();
         for name in gone {
@@ -641,7 +641,7 @@ impl Discovery {
                     state.reported.remove(&name);
                     // Ownership was checked at the start of the round; the admin API
                     // may have taken the name over since (installs take seconds).
-                    if registry.discovery_origin(&name) == Some(Origin::Api) {
+                    if registry.origin_of(&name) == Some(Origin::Api) {
                         continue;
                     }
                     match registry.unregister(&name).await {
@@ -697,8 +697,7 @@ impl Discovery {
             version: c.version,
         };
         let registry = &self.inner.registry;
-        if matches!(how, Install::Replace) && registry.discovery_origin(&name) == Some(Origin::Api)
-        {
+        if matches!(how, Install::Replace) && registry.origin_of(&name) == Some(Origin::Api) {
             // Taken over through the admin API since this round began: not ours.
             state.owned.remove(&name);
             return;
@@ -947,7 +946,7 @@ fn scan_sources(
                         Check::Shadowed,
                         format!(
                             "the {} ({}) declares {name:?} too and takes precedence",
-                            origin_name(winner.origin()),
+                            winner.origin().describe(),
                             winner.location()
                         ),
                     ),
@@ -967,25 +966,5 @@ fn scan_sources(
         problems,
         keep,
         good,
-    }
-}
-
-fn origin_name(o: Origin) -> &'static str {
-    match o {
-        Origin::Config => "configuration file",
-        Origin::Plugin => "plugin directory",
-        Origin::Environment => "environment",
-        Origin::Api => "API",
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Registry look-ups discovery needs
-// ---------------------------------------------------------------------------
-
-impl Registry {
-    /// How the provider registered under `name` came to be, `None` when there is none.
-    pub(crate) fn discovery_origin(&self, name: &str) -> Option<Origin> {
-        self.entry(name).ok().map(|e| e.metadata().source)
     }
 }

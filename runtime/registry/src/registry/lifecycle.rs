@@ -5,15 +5,21 @@
 //! racing an unregister cannot leave an instance behind. A stopped provider keeps
 //! its registration and answers `PROVIDER_STOPPED`; `start` and `restart` create
 //! fresh instances from the stored component and re-initialize them.
+//!
+//! Each transition is one swap of the provider's state (rule 4 of the registry),
+//! so stopping refuses new calls and takes the instance away in the same step.
+//! Shutdown waits for a provider's lifecycle lock only up to its dispose timeout
+//! and then halts it regardless; the state's read-copy-update keeps such an
+//! unserialised write from losing, or being lost by, a concurrent one.
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::entry::{not_found, Entry, ProviderState};
+use super::Registry;
 use crate::events::Event;
-use crate::registry::{Entry, ProviderState, Registry};
 use tamma_sandbox::error::Result;
 
 /// What a graceful shutdown did.
@@ -37,41 +43,48 @@ impl Registry {
         self.initialize_locked(&entry).await
     }
 
-    async fn initialize_locked(&self, entry: &Arc<Entry>) -> Result<()> {
+    async fn initialize_locked(&self, entry: &Entry) -> Result<()> {
         self.check_open()?;
-        if entry.is_removed() {
-            return Err(crate::registry::not_found(&entry.name));
-        }
-        if entry.state() == ProviderState::Ready && entry.current().is_some() {
-            return Ok(());
-        }
-        self.set_state(entry, ProviderState::Initializing);
-        let (component, settings) = entry.template();
-        match self
-            .inner
+        let template = {
+            let state = entry.load();
+            if state.removed {
+                return Err(not_found(&entry.name));
+            }
+            if state.lifecycle == ProviderState::Ready && state.current.is_some() {
+                return Ok(());
+            }
+            state.template.clone()
+        };
+        entry.set_lifecycle(ProviderState::Initializing);
+        let made = self
+            .shared()
             .sandbox
-            .instantiate_with(&entry.name, &component, settings)
-            .await
-        {
+            .instantiate_with(&entry.name, &template.component, template.settings.clone())
+            .await;
+        match made {
             Ok(inst) => {
                 // Shutdown or unregister may have run while we were initializing
                 // (shutdown does not wait forever for this lock): do not revive it.
-                if let Err(e) = self.check_open().and_then(|()| {
+                let open = self.check_open().and_then(|()| {
                     if entry.is_removed() {
-                        Err(crate::registry::not_found(&entry.name))
+                        Err(not_found(&entry.name))
                     } else {
                         Ok(())
                     }
-                }) {
+                });
+                if let Err(e) = open {
                     inst.dispose(inst.limits().dispose_timeout()).await;
                     return Err(e);
                 }
-                entry.set_current(Some(inst));
-                self.set_state(entry, ProviderState::Ready);
+                if let Some(old) = entry.put_instance(inst) {
+                    // Not expected (only a ready provider has an instance), but an
+                    // instance displaced is never left undisposed.
+                    old.dispose(old.limits().dispose_timeout()).await;
+                }
                 Ok(())
             }
             Err(e) => {
-                self.set_state(entry, ProviderState::Error);
+                entry.set_lifecycle(ProviderState::Error);
                 self.emit(Event::ProviderError {
                     provider: entry.name.clone(),
                     code: e.code.as_str().into(),
@@ -101,16 +114,7 @@ impl Registry {
     async fn halt(&self, name: &str, to: ProviderState) -> Result<bool> {
         let entry = self.entry(name)?;
         let _g = entry.lifecycle.lock().await;
-        Ok(self.halt_locked(&entry, to).await)
-    }
-
-    async fn halt_locked(&self, entry: &Arc<Entry>, to: ProviderState) -> bool {
-        // State first: new calls are refused before the instances go away.
-        self.set_state(entry, to);
-        match entry.set_current(None) {
-            Some(inst) => inst.dispose(inst.limits().dispose_timeout()).await,
-            None => true,
-        }
+        Ok(entry.halt(to).await)
     }
 
     /// Stop, then start with fresh instances, re-initialized; the circuit breaker
@@ -118,7 +122,7 @@ impl Registry {
     pub async fn restart(&self, name: &str) -> Result<()> {
         let entry = self.entry(name)?;
         let _g = entry.lifecycle.lock().await;
-        self.halt_locked(&entry, ProviderState::Stopped).await;
+        entry.halt(ProviderState::Stopped).await;
         entry.breaker.reset();
         self.initialize_locked(&entry).await
     }
@@ -170,7 +174,7 @@ impl Registry {
 
     /// Graceful shutdown within the configured shutdown timeout.
     pub async fn shutdown(&self) -> ShutdownReport {
-        self.shutdown_within(self.inner.config.lifecycle.shutdown_timeout())
+        self.shutdown_within(self.config().lifecycle.shutdown_timeout())
             .await
     }
 
@@ -180,27 +184,28 @@ impl Registry {
     /// this returns in time regardless, reporting which providers were forced.
     pub async fn shutdown_within(&self, timeout: Duration) -> ShutdownReport {
         let started = Instant::now();
-        self.inner.shutting_down.store(true, Ordering::Release);
+        self.shared().begin_shutdown();
         self.stop_monitoring_all().await;
         let entries = self.entries();
         let finished: Arc<Mutex<Vec<(String, bool)>>> = Arc::default();
         let mut set = tokio::task::JoinSet::new();
         for entry in entries.iter().cloned() {
-            let registry = self.clone();
+            let dispose_bound = self.config().lifecycle.dispose_timeout();
             let finished = finished.clone();
             set.spawn(async move {
                 // A lifecycle operation stuck on this provider must not hold up
                 // the shutdown: take the lock if it comes within the dispose time.
                 let wait = entry
-                    .template()
-                    .1
+                    .load()
+                    .template
+                    .settings
                     .limits
                     .dispose_timeout()
-                    .min(registry.inner.config.lifecycle.dispose_timeout());
+                    .min(dispose_bound);
                 let _g = tokio::time::timeout(wait, entry.lifecycle.lock())
                     .await
                     .ok();
-                let clean = registry.halt_locked(&entry, ProviderState::Disposed).await;
+                let clean = entry.halt(ProviderState::Disposed).await;
                 finished
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -234,6 +239,6 @@ impl Registry {
 
     /// Whether shutdown has begun.
     pub fn is_shutting_down(&self) -> bool {
-        self.inner.shutting_down.load(Ordering::Acquire)
+        self.shared().is_shutting_down()
     }
 }
