@@ -195,17 +195,18 @@ impl Server {
         if options.discovery_finished {
             readiness.mark_discovery_finished();
         }
+        let started = Instant::now();
         let state = AppState {
+            metrics: Arc::new(Metrics::new(registry.clone(), started)),
             registry,
             limiter: Arc::new(Semaphore::new(
                 config.limits.max_concurrent_requests as usize,
             )),
             config: Arc::new(config),
-            metrics: Arc::new(Metrics::default()),
             readiness,
             admin_auth,
             shutdown: shutdown_rx,
-            started: Instant::now(),
+            started,
             started_unix: openai_api::unix_now(),
             loopback_only: is_loopback(&local),
         };
@@ -281,8 +282,7 @@ impl Server {
                 partial: partial.clone(),
             });
             let conn = graceful.watch(http.serve_connection(io, svc.clone()));
-            metrics.connections.fetch_add(1, Ordering::Relaxed);
-            metrics.connections_total.fetch_add(1, Ordering::Relaxed);
+            metrics.connection_opened();
             let metrics = metrics.clone();
             tokio::spawn(async move {
                 if let Err(e) = conn.await {
@@ -297,7 +297,7 @@ impl Server {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
                 }
-                metrics.connections.fetch_sub(1, Ordering::Relaxed);
+                metrics.connection_closed();
                 drop(permit);
             });
         }

@@ -26,7 +26,7 @@ struct InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.metrics.request_finished();
     }
 }
 
@@ -59,7 +59,7 @@ pub async fn guard(State(state): State<AppState>, req: Request<Body>, next: Next
                 .into_response();
         }
     };
-    state.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+    state.metrics.request_started();
     let guard = InFlight {
         _permit: permit,
         metrics: state.metrics.clone(),
