@@ -42,6 +42,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::middleware::Next;
+use axum::response::sse::KeepAlive;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -50,6 +51,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use tracing::Instrument as _;
 
 use super::api_error::ApiError;
 use super::config::AdminRole;
@@ -370,38 +372,43 @@ async fn health_check(State(state): State<AppState>, Path(name): Path<String>) -
 
 /// `GET /admin/v1/events`: `event: <type>`, `id: <seq>`, `data: <envelope>`; a
 /// subscriber that fell behind gets `event: missed` with `{"missed": n}`. A
-/// comment every 15 s keeps proxies from closing an idle stream. The stream
-/// ends when the server shuts down.
+/// `: keep-alive` comment after 15 s without an event keeps proxies from closing
+/// an idle stream. The stream ends when the server shuts down.
 async fn events(State(state): State<AppState>) -> Response {
     let mut sub = state.registry.subscribe();
-    let (tx, resp) = sse::channel(64);
+    let keep_alive = KeepAlive::new()
+        .interval(std::time::Duration::from_secs(15))
+        .text("keep-alive");
+    let (tx, resp) = sse::channel_with_keep_alive(64, keep_alive);
     let mut shutdown = state.shutdown.clone();
-    tokio::spawn(async move {
-        if tx.send(sse::comment("tamma events")).await.is_err() {
-            return;
-        }
-        let mut keepalive = tokio::time::interval(std::time::Duration::from_secs(15));
-        keepalive.tick().await;
-        loop {
-            let msg = tokio::select! {
-                r = sub.recv() => match r {
-                    Some(Received::Event(env)) => sse::event(
-                        env.event.kind(),
-                        Some(env.seq),
-                        &serde_json::to_string(&env).unwrap_or_default(),
-                    ),
-                    Some(Received::Missed(n)) => sse::event("missed", None, &json!({ "missed": n }).to_string()),
-                    None => break,
-                },
-                _ = keepalive.tick() => sse::comment("keep-alive"),
-                _ = shutdown.wait_for(|s| *s) => break,
-                _ = tx.closed() => break,
-            };
-            if tx.send(msg).await.is_err() {
-                break;
+    tokio::spawn(
+        async move {
+            if tx.send(sse::comment("tamma events")).await.is_err() {
+                return;
+            }
+            loop {
+                let msg = tokio::select! {
+                    r = sub.recv() => match r {
+                        Some(Received::Event(env)) => sse::event(
+                            env.event.kind(),
+                            Some(env.seq),
+                            &serde_json::to_string(&env).unwrap_or_default(),
+                        ),
+                        Some(Received::Missed(n)) => {
+                            sse::event("missed", None, &json!({ "missed": n }).to_string())
+                        }
+                        None => break,
+                    },
+                    _ = shutdown.wait_for(|s| *s) => break,
+                    _ = tx.closed() => break,
+                };
+                if tx.send(msg).await.is_err() {
+                    break;
+                }
             }
         }
-    });
+        .in_current_span(),
+    );
     resp
 }
 
