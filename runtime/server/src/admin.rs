@@ -180,12 +180,14 @@ pub fn router(state: AppState) -> Router<AppState> {
 async fn detached<T: Send + 'static>(
     work: impl std::future::Future<Output = tamma_sandbox::error::Result<T>> + Send + 'static,
 ) -> tamma_sandbox::error::Result<T> {
-    tokio::spawn(work).await.unwrap_or_else(|e| {
-        Err(tamma_sandbox::error::Error::new(
-            tamma_sandbox::error::ErrorCode::Internal,
-            format!("the admin operation failed: {e}"),
-        ))
-    })
+    tokio::spawn(work.in_current_span())
+        .await
+        .unwrap_or_else(|e| {
+            Err(tamma_sandbox::error::Error::new(
+                tamma_sandbox::error::ErrorCode::Internal,
+                format!("the admin operation failed: {e}"),
+            ))
+        })
 }
 
 async fn list(State(state): State<AppState>) -> Response {

@@ -8,8 +8,10 @@
 //! | [`routing`] | which provider answers, and fallback between a route's targets |
 //! | [`admin`] | `/admin/v1`: providers, registration, lifecycle, events; bearer auth |
 //! | [`probes`] | `/healthz`, `/readyz`, `/metrics` |
-//! | [`metrics`] | counters and the Prometheus text |
+//! | [`metrics`] | metric families, collectors and the Prometheus text |
 //! | [`limits`] | concurrency, body size and body time limits |
+//! | [`host_guard`] | loopback servers answer loopback `Host` names only |
+//! | [`request_tracing`] | `x-request-id`, the per-request span, the access log |
 //! | [`sse`] | server-sent events |
 //! | [`api_error`] | OpenAI-shaped errors and the status mapping |
 //!
@@ -32,6 +34,7 @@ pub mod limits;
 pub mod metrics;
 pub mod openai_api;
 pub mod probes;
+pub mod request_tracing;
 pub mod routing;
 pub mod sse;
 
@@ -401,13 +404,14 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             host_guard::guard,
         ));
-    Router::new()
+    let routes = Router::new()
         .route("/healthz", get(probes::healthz))
         .route("/readyz", get(probes::readyz))
         .route("/metrics", get(probes::metrics))
         .merge(api)
         .fallback(|| async { ApiError::not_found("no such endpoint") })
-        .with_state(state)
+        .with_state(state);
+    request_tracing::layer(routes)
 }
 
 /// A second handle on the socket, to answer 408 after hyper gave up on it.

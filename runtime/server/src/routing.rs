@@ -17,6 +17,8 @@
 use std::future::Future;
 use std::time::Duration;
 
+use tracing::Instrument as _;
+
 use super::api_error::ApiError;
 use super::AppState;
 use tamma_registry::registry::{ProviderHandle, ProviderState, ProviderStream};
@@ -187,14 +189,16 @@ where
 async fn detached<T: Send + 'static>(
     work: impl Future<Output = Result<T, ApiError>> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::spawn(work).await.unwrap_or_else(|e| {
-        Err(ApiError::new(
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            format!("the provider call failed: {e}"),
-        )
-        .code("internal"))
-    })
+    tokio::spawn(work.in_current_span())
+        .await
+        .unwrap_or_else(|e| {
+            Err(ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                format!("the provider call failed: {e}"),
+            )
+            .code("internal"))
+        })
 }
 
 /// A whole completion, with fallback.
