@@ -66,12 +66,15 @@ use tamma_sandbox::settings::ProviderSettings;
 /// A configured token, resolved: only its digest is kept.
 #[derive(Clone)]
 pub struct ResolvedToken {
+    /// The token's name (logged; the token itself never is).
     pub name: String,
+    /// What the token may do.
     pub role: AdminRole,
     digest: [u8; 32],
 }
 
 impl ResolvedToken {
+    /// Keep `value`'s SHA-256 digest, not the value.
     pub fn new(name: String, role: AdminRole, value: &str) -> Self {
         ResolvedToken {
             name,
@@ -88,6 +91,7 @@ pub enum AdminAuth {
     Disabled,
     /// Anyone on the (loopback) listen address is admin. Development only.
     DevWithoutAuth,
+    /// A bearer token from this list is needed, with a role strong enough.
     Tokens(Arc<Vec<ResolvedToken>>),
 }
 

@@ -93,15 +93,21 @@ pub struct ServeOptions {
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
+    /// The providers served.
     pub registry: Registry,
+    /// The `[server]` section.
     pub config: Arc<ServerConfig>,
+    /// The server's metrics.
     pub metrics: Arc<Metrics>,
+    /// Whether discovery has finished (for `/readyz`).
     pub readiness: Readiness,
     pub(crate) admin_auth: AdminAuth,
     pub(crate) limiter: Arc<Semaphore>,
     /// Turns `true` when shutdown begins.
     pub shutdown: watch::Receiver<bool>,
+    /// When the server was set up (uptime).
     pub started: Instant,
+    /// The same moment, Unix seconds (the `created` of route models).
     pub started_unix: u64,
     /// Bound to a loopback address: only loopback `Host` names are answered.
     pub loopback_only: bool,
@@ -363,6 +369,7 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
+    /// The bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -372,10 +379,12 @@ impl RunningServer {
         format!("http://{}", self.addr)
     }
 
+    /// The readiness flag, to mark discovery finished.
     pub fn readiness(&self) -> &Readiness {
         &self.readiness
     }
 
+    /// The server's metrics.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }

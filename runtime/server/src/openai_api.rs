@@ -34,7 +34,9 @@ pub struct ChatRequest {
     pub model: String,
     /// The request for the provider (its `model` is set per target).
     pub request: CompletionRequest,
+    /// `stream`: answer with server-sent events.
     pub stream: bool,
+    /// `stream_options.include_usage`: end a stream with a usage chunk.
     pub include_usage: bool,
 }
 
@@ -366,16 +368,22 @@ pub fn completion_json(id: &str, model: &str, created: u64, r: &CompletionRespon
 
 /// Shapes provider chunks into `chat.completion.chunk` events.
 pub struct ChunkWriter {
+    /// The completion id, the same in every chunk.
     pub id: String,
+    /// The `model` of every chunk (`<provider>/<model>`).
     pub model: String,
+    /// The `created` of every chunk, Unix seconds.
     pub created: u64,
+    /// Add `"usage": null` to every chunk and a usage chunk at the end.
     pub include_usage: bool,
     sent_role: bool,
+    /// The finishing chunks have been written.
     pub finished: bool,
     usage: Option<Usage>,
 }
 
 impl ChunkWriter {
+    /// A writer for one stream, with a fresh completion id.
     pub fn new(model: String, include_usage: bool) -> Self {
         ChunkWriter {
             id: completion_id(),

@@ -28,7 +28,9 @@ use tamma_sandbox::types::{CompletionRequest, CompletionResponse, StreamChunk};
 /// One provider and model to try.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
+    /// The provider's registered name.
     pub provider: String,
+    /// The model id the provider is asked for.
     pub model: String,
 }
 
@@ -39,6 +41,7 @@ pub struct Plan {
     pub requested: String,
     /// The route's name, when it was one.
     pub route: Option<String>,
+    /// Who to try, in order.
     pub targets: Vec<Target>,
 }
 
@@ -222,8 +225,11 @@ pub async fn complete(
 
 /// A stream that has produced its first chunk (or ended cleanly without one).
 pub struct Started {
+    /// The target whose stream this is.
     pub target: Target,
+    /// The rest of the stream.
     pub stream: ProviderStream,
+    /// Its first chunk, `None` when it ended cleanly without one.
     pub first: Option<StreamChunk>,
 }
 
