@@ -21,6 +21,12 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use crate::error::{Error, ErrorCode, Result};
 use crate::limits::MAX_MEMORY_MIB;
 
+/// The wasmtime version this runtime is built with (reported by `/metrics` as
+/// `tamma_build_info`). Written out because wasmtime exports its version only
+/// through a hidden internal module; it must follow the `=` pin in the workspace
+/// `Cargo.toml`, and a test in `tamma-server` compares it with `Cargo.lock`.
+pub const WASMTIME_VERSION: &str = "48.0.8";
+
 /// Engine-wide settings.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {

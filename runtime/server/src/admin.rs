@@ -42,6 +42,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::middleware::Next;
+use axum::response::sse::KeepAlive;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -50,6 +51,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use tracing::Instrument as _;
 
 use super::api_error::ApiError;
 use super::config::AdminRole;
@@ -64,12 +66,15 @@ use tamma_sandbox::settings::ProviderSettings;
 /// A configured token, resolved: only its digest is kept.
 #[derive(Clone)]
 pub struct ResolvedToken {
+    /// The token's name (logged; the token itself never is).
     pub name: String,
+    /// What the token may do.
     pub role: AdminRole,
     digest: [u8; 32],
 }
 
 impl ResolvedToken {
+    /// Keep `value`'s SHA-256 digest, not the value.
     pub fn new(name: String, role: AdminRole, value: &str) -> Self {
         ResolvedToken {
             name,
@@ -86,6 +91,7 @@ pub enum AdminAuth {
     Disabled,
     /// Anyone on the (loopback) listen address is admin. Development only.
     DevWithoutAuth,
+    /// A bearer token from this list is needed, with a role strong enough.
     Tokens(Arc<Vec<ResolvedToken>>),
 }
 
@@ -178,12 +184,14 @@ pub fn router(state: AppState) -> Router<AppState> {
 async fn detached<T: Send + 'static>(
     work: impl std::future::Future<Output = tamma_sandbox::error::Result<T>> + Send + 'static,
 ) -> tamma_sandbox::error::Result<T> {
-    tokio::spawn(work).await.unwrap_or_else(|e| {
-        Err(tamma_sandbox::error::Error::new(
-            tamma_sandbox::error::ErrorCode::Internal,
-            format!("the admin operation failed: {e}"),
-        ))
-    })
+    tokio::spawn(work.in_current_span())
+        .await
+        .unwrap_or_else(|e| {
+            Err(tamma_sandbox::error::Error::new(
+                tamma_sandbox::error::ErrorCode::Internal,
+                format!("the admin operation failed: {e}"),
+            ))
+        })
 }
 
 async fn list(State(state): State<AppState>) -> Response {
@@ -370,38 +378,43 @@ async fn health_check(State(state): State<AppState>, Path(name): Path<String>) -
 
 /// `GET /admin/v1/events`: `event: <type>`, `id: <seq>`, `data: <envelope>`; a
 /// subscriber that fell behind gets `event: missed` with `{"missed": n}`. A
-/// comment every 15 s keeps proxies from closing an idle stream. The stream
-/// ends when the server shuts down.
+/// `: keep-alive` comment after 15 s without an event keeps proxies from closing
+/// an idle stream. The stream ends when the server shuts down.
 async fn events(State(state): State<AppState>) -> Response {
     let mut sub = state.registry.subscribe();
-    let (tx, resp) = sse::channel(64);
+    let keep_alive = KeepAlive::new()
+        .interval(std::time::Duration::from_secs(15))
+        .text("keep-alive");
+    let (tx, resp) = sse::channel_with_keep_alive(64, keep_alive);
     let mut shutdown = state.shutdown.clone();
-    tokio::spawn(async move {
-        if tx.send(sse::comment("tamma events")).await.is_err() {
-            return;
-        }
-        let mut keepalive = tokio::time::interval(std::time::Duration::from_secs(15));
-        keepalive.tick().await;
-        loop {
-            let msg = tokio::select! {
-                r = sub.recv() => match r {
-                    Some(Received::Event(env)) => sse::event(
-                        env.event.kind(),
-                        Some(env.seq),
-                        &serde_json::to_string(&env).unwrap_or_default(),
-                    ),
-                    Some(Received::Missed(n)) => sse::event("missed", None, &json!({ "missed": n }).to_string()),
-                    None => break,
-                },
-                _ = keepalive.tick() => sse::comment("keep-alive"),
-                _ = shutdown.wait_for(|s| *s) => break,
-                _ = tx.closed() => break,
-            };
-            if tx.send(msg).await.is_err() {
-                break;
+    tokio::spawn(
+        async move {
+            if tx.send(sse::comment("tamma events")).await.is_err() {
+                return;
+            }
+            loop {
+                let msg = tokio::select! {
+                    r = sub.recv() => match r {
+                        Some(Received::Event(env)) => sse::event(
+                            env.event.kind(),
+                            Some(env.seq),
+                            &serde_json::to_string(&env).unwrap_or_default(),
+                        ),
+                        Some(Received::Missed(n)) => {
+                            sse::event("missed", None, &json!({ "missed": n }).to_string())
+                        }
+                        None => break,
+                    },
+                    _ = shutdown.wait_for(|s| *s) => break,
+                    _ = tx.closed() => break,
+                };
+                if tx.send(msg).await.is_err() {
+                    break;
+                }
             }
         }
-    });
+        .in_current_span(),
+    );
     resp
 }
 

@@ -35,7 +35,9 @@ use tamma_sandbox::types::ProviderErrorCode;
 /// An error answer.
 #[derive(Clone, Debug)]
 pub struct ApiError {
+    /// The HTTP status.
     pub status: StatusCode,
+    /// OpenAI's `message`, for people.
     pub message: String,
     /// OpenAI's `type`.
     pub kind: &'static str,
@@ -45,11 +47,14 @@ pub struct ApiError {
     pub param: Option<String>,
     /// The runtime's code, when the error came from the runtime.
     pub tamma_code: Option<&'static str>,
+    /// The provider that failed, when one was chosen (`x-tamma-provider`).
     pub provider: Option<String>,
+    /// When to retry (`Retry-After`, `retry-after-ms`).
     pub retry_after: Option<Duration>,
 }
 
 impl ApiError {
+    /// An error with a status, OpenAI `type` and message; nothing else set.
     pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
@@ -63,16 +68,19 @@ impl ApiError {
         }
     }
 
+    /// Set OpenAI's `code`.
     pub fn code(mut self, code: impl Into<String>) -> Self {
         self.code = Some(code.into());
         self
     }
 
+    /// Set OpenAI's `param`, the request field at fault.
     pub fn param(mut self, param: impl Into<String>) -> Self {
         self.param = Some(param.into());
         self
     }
 
+    /// Set the retry hint.
     pub fn retry_after(mut self, d: Duration) -> Self {
         self.retry_after = Some(d);
         self

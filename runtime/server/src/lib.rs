@@ -8,8 +8,10 @@
 //! | [`routing`] | which provider answers, and fallback between a route's targets |
 //! | [`admin`] | `/admin/v1`: providers, registration, lifecycle, events; bearer auth |
 //! | [`probes`] | `/healthz`, `/readyz`, `/metrics` |
-//! | [`metrics`] | counters and the Prometheus text |
+//! | [`metrics`] | metric families, collectors and the Prometheus text |
 //! | [`limits`] | concurrency, body size and body time limits |
+//! | [`host_guard`] | loopback servers answer loopback `Host` names only |
+//! | [`request_tracing`] | `x-request-id`, the per-request span, the access log |
 //! | [`sse`] | server-sent events |
 //! | [`api_error`] | OpenAI-shaped errors and the status mapping |
 //!
@@ -32,6 +34,7 @@ pub mod limits;
 pub mod metrics;
 pub mod openai_api;
 pub mod probes;
+pub mod request_tracing;
 pub mod routing;
 pub mod sse;
 
@@ -90,15 +93,21 @@ pub struct ServeOptions {
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
+    /// The providers served.
     pub registry: Registry,
+    /// The `[server]` section.
     pub config: Arc<ServerConfig>,
+    /// The server's metrics.
     pub metrics: Arc<Metrics>,
+    /// Whether discovery has finished (for `/readyz`).
     pub readiness: Readiness,
     pub(crate) admin_auth: AdminAuth,
     pub(crate) limiter: Arc<Semaphore>,
     /// Turns `true` when shutdown begins.
     pub shutdown: watch::Receiver<bool>,
+    /// When the server was set up (uptime).
     pub started: Instant,
+    /// The same moment, Unix seconds (the `created` of route models).
     pub started_unix: u64,
     /// Bound to a loopback address: only loopback `Host` names are answered.
     pub loopback_only: bool,
@@ -195,17 +204,18 @@ impl Server {
         if options.discovery_finished {
             readiness.mark_discovery_finished();
         }
+        let started = Instant::now();
         let state = AppState {
+            metrics: Arc::new(Metrics::new(registry.clone(), started)),
             registry,
             limiter: Arc::new(Semaphore::new(
                 config.limits.max_concurrent_requests as usize,
             )),
             config: Arc::new(config),
-            metrics: Arc::new(Metrics::default()),
             readiness,
             admin_auth,
             shutdown: shutdown_rx,
-            started: Instant::now(),
+            started,
             started_unix: openai_api::unix_now(),
             loopback_only: is_loopback(&local),
         };
@@ -281,8 +291,7 @@ impl Server {
                 partial: partial.clone(),
             });
             let conn = graceful.watch(http.serve_connection(io, svc.clone()));
-            metrics.connections.fetch_add(1, Ordering::Relaxed);
-            metrics.connections_total.fetch_add(1, Ordering::Relaxed);
+            metrics.connection_opened();
             let metrics = metrics.clone();
             tokio::spawn(async move {
                 if let Err(e) = conn.await {
@@ -297,7 +306,7 @@ impl Server {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
                 }
-                metrics.connections.fetch_sub(1, Ordering::Relaxed);
+                metrics.connection_closed();
                 drop(permit);
             });
         }
@@ -360,6 +369,7 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
+    /// The bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -369,10 +379,12 @@ impl RunningServer {
         format!("http://{}", self.addr)
     }
 
+    /// The readiness flag, to mark discovery finished.
     pub fn readiness(&self) -> &Readiness {
         &self.readiness
     }
 
+    /// The server's metrics.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
@@ -401,13 +413,14 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             host_guard::guard,
         ));
-    Router::new()
+    let routes = Router::new()
         .route("/healthz", get(probes::healthz))
         .route("/readyz", get(probes::readyz))
         .route("/metrics", get(probes::metrics))
         .merge(api)
         .fallback(|| async { ApiError::not_found("no such endpoint") })
-        .with_state(state)
+        .with_state(state);
+    request_tracing::layer(routes)
 }
 
 /// A second handle on the socket, to answer 408 after hyper gave up on it.

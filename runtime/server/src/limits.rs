@@ -1,7 +1,21 @@
 //! Request limits: concurrent requests (429), body size (413), body read time
-//! (408). The header read timeout (408) lives in the connection loop (`mod.rs`).
+//! (408). The header read timeout (408) lives in the connection loop (`lib.rs`).
+//!
+//! Hand-written on purpose; the tower and tower-http layers were weighed:
+//! - `RequestBodyLimitLayer` answers 413 with its own plain body and cannot
+//!   count the rejection; axum's `DefaultBodyLimit` only bounds axum's own
+//!   extractors, which the handlers do not use. Bodies are read through
+//!   [`read_body`] instead: `http_body_util::Limited` does the counting, and the
+//!   answer is the OpenAI-shaped 413 naming the limit, counted as
+//!   `body_too_large`, for a declared and a streamed length alike.
+//! - `RequestBodyTimeoutLayer` restarts its clock at every frame, so a client
+//!   dripping a byte at a time never trips it; `TimeoutLayer` times the whole
+//!   response, which would cut long completions and streams. The body read
+//!   timeout here bounds the whole body, answers 408 and counts `body_timeout`.
+//! - tower's `ConcurrencyLimitLayer` queues instead of refusing, and frees its
+//!   permit when the handler returns; here the 429 is immediate and a stream
+//!   holds its permit until its last byte ([`Guarded`]).
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,7 +40,7 @@ struct InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.metrics.request_finished();
     }
 }
 
@@ -59,7 +73,7 @@ pub async fn guard(State(state): State<AppState>, req: Request<Body>, next: Next
                 .into_response();
         }
     };
-    state.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+    state.metrics.request_started();
     let guard = InFlight {
         _permit: permit,
         metrics: state.metrics.clone(),

@@ -16,6 +16,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
+use tracing::Instrument as _;
 
 use super::api_error::ApiError;
 use super::routing::{self, Plan, Started};
@@ -33,7 +34,9 @@ pub struct ChatRequest {
     pub model: String,
     /// The request for the provider (its `model` is set per target).
     pub request: CompletionRequest,
+    /// `stream`: answer with server-sent events.
     pub stream: bool,
+    /// `stream_options.include_usage`: end a stream with a usage chunk.
     pub include_usage: bool,
 }
 
@@ -365,16 +368,22 @@ pub fn completion_json(id: &str, model: &str, created: u64, r: &CompletionRespon
 
 /// Shapes provider chunks into `chat.completion.chunk` events.
 pub struct ChunkWriter {
+    /// The completion id, the same in every chunk.
     pub id: String,
+    /// The `model` of every chunk (`<provider>/<model>`).
     pub model: String,
+    /// The `created` of every chunk, Unix seconds.
     pub created: u64,
+    /// Add `"usage": null` to every chunk and a usage chunk at the end.
     pub include_usage: bool,
     sent_role: bool,
+    /// The finishing chunks have been written.
     pub finished: bool,
     usage: Option<Usage>,
 }
 
 impl ChunkWriter {
+    /// A writer for one stream, with a fresh completion id.
     pub fn new(model: String, include_usage: bool) -> Self {
         ChunkWriter {
             id: completion_id(),
@@ -402,8 +411,8 @@ impl ChunkWriter {
         v
     }
 
-    /// The SSE events for one provider chunk.
-    pub fn events(&mut self, c: &StreamChunk) -> Vec<bytes::Bytes> {
+    /// The `data` payloads (JSON) of the SSE events for one provider chunk.
+    pub fn events(&mut self, c: &StreamChunk) -> Vec<String> {
         let mut out = Vec::new();
         let has_content = !c.delta.is_empty() || !c.tool_call_deltas.is_empty();
         if has_content || !self.sent_role {
@@ -434,7 +443,7 @@ impl ChunkWriter {
                         .collect(),
                 );
             }
-            out.push(sse::data(&self.chunk(delta, None).to_string()));
+            out.push(self.chunk(delta, None).to_string());
         }
         if let Some(u) = c.usage {
             self.usage = Some(u);
@@ -445,15 +454,13 @@ impl ChunkWriter {
         out
     }
 
-    /// The finishing events (finish chunk, usage chunk); once.
-    pub fn finish(&mut self, f: FinishReason) -> Vec<bytes::Bytes> {
+    /// The payloads of the finishing events (finish chunk, usage chunk); once.
+    pub fn finish(&mut self, f: FinishReason) -> Vec<String> {
         if self.finished {
             return Vec::new();
         }
         self.finished = true;
-        let mut out = vec![sse::data(
-            &self.chunk(json!({}), Some(finish_str(f))).to_string(),
-        )];
+        let mut out = vec![self.chunk(json!({}), Some(finish_str(f))).to_string()];
         if self.include_usage {
             let u = self.usage.unwrap_or_default();
             let v = json!({
@@ -465,7 +472,7 @@ impl ChunkWriter {
                 "choices": [],
                 "usage": usage_json(&u),
             });
-            out.push(sse::data(&v.to_string()));
+            out.push(v.to_string());
         }
         out
     }
@@ -571,58 +578,70 @@ async fn stream_completion(
     }
     let mut writer = ChunkWriter::new(model, chat.include_usage);
     let st = state.clone();
-    tokio::spawn(async move {
-        let provider = target.provider.clone();
-        let mut next = first.map(Ok);
-        let mut client_gone = false;
-        loop {
-            let item = match next.take() {
-                Some(i) => i.map(Some),
-                None => stream.next().await,
-            };
-            match item {
-                Ok(Some(chunk)) => {
-                    for ev in writer.events(&chunk) {
-                        if tx.send_timeout(ev, STALLED_CLIENT).await.is_err() {
-                            client_gone = true;
+    // The producer keeps the request's span (its request id) for its logs.
+    tokio::spawn(
+        async move {
+            let provider = target.provider.clone();
+            let mut next = first.map(Ok);
+            let mut client_gone = false;
+            loop {
+                let item = match next.take() {
+                    Some(i) => i.map(Some),
+                    None => stream.next().await,
+                };
+                match item {
+                    Ok(Some(chunk)) => {
+                        for json in writer.events(&chunk) {
+                            if tx
+                                .send_timeout(sse::data(&json), STALLED_CLIENT)
+                                .await
+                                .is_err()
+                            {
+                                client_gone = true;
+                                break;
+                            }
+                        }
+                        if client_gone {
                             break;
                         }
                     }
-                    if client_gone {
+                    Ok(None) => {
+                        let mut tail: Vec<_> = writer
+                            .finish(FinishReason::Stop)
+                            .iter()
+                            .map(|json| sse::data(json))
+                            .collect();
+                        tail.push(sse::done());
+                        for ev in tail {
+                            if tx.send_timeout(ev, STALLED_CLIENT).await.is_err() {
+                                client_gone = true;
+                                break;
+                            }
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        // Mid-stream: an in-band error event, and no [DONE], so a client
+                        // can never take a cut answer for a whole one.
+                        let api = ApiError::from(&e);
+                        st.metrics
+                            .record_error(&provider, api.code.as_deref().unwrap_or("error"));
+                        let _ = tx
+                            .send_timeout(sse::data(&api.body().to_string()), STALLED_CLIENT)
+                            .await;
                         break;
                     }
                 }
-                Ok(None) => {
-                    let mut tail = writer.finish(FinishReason::Stop);
-                    tail.push(bytes::Bytes::from_static(sse::DONE));
-                    for ev in tail {
-                        if tx.send_timeout(ev, STALLED_CLIENT).await.is_err() {
-                            client_gone = true;
-                            break;
-                        }
-                    }
-                    break;
-                }
-                Err(e) => {
-                    // Mid-stream: an in-band error event, and no [DONE], so a client
-                    // can never take a cut answer for a whole one.
-                    let api = ApiError::from(&e);
-                    st.metrics
-                        .record_error(&provider, api.code.as_deref().unwrap_or("error"));
-                    let _ = tx
-                        .send_timeout(sse::data(&api.body().to_string()), STALLED_CLIENT)
-                        .await;
-                    break;
-                }
             }
+            if client_gone {
+                st.metrics.record_error(&provider, "client_disconnected");
+            }
+            st.metrics
+                .record_request("chat_completions", &provider, 200, started.elapsed());
+            drop(stream);
         }
-        if client_gone {
-            st.metrics.record_error(&provider, "client_disconnected");
-        }
-        st.metrics
-            .record_request("chat_completions", &provider, 200, started.elapsed());
-        drop(stream);
-    });
+        .in_current_span(),
+    );
     resp
 }
 
@@ -803,7 +822,7 @@ mod tests {
         let evs: Vec<Value> = w
             .events(&c)
             .iter()
-            .map(|b| serde_json::from_slice(&b[6..b.len() - 2]).unwrap())
+            .map(|json| serde_json::from_str(json).unwrap())
             .collect();
         assert_eq!(evs.len(), 3);
         assert_eq!(evs[0]["choices"][0]["delta"]["role"], "assistant");

@@ -15,14 +15,17 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::api_error::ApiError;
 use super::openai_api::json_response;
-use super::{metrics, AppState};
+use super::AppState;
 use tamma_registry::registry::ProviderState;
 
+/// `GET /healthz`
 pub async fn healthz() -> Response {
     json_response(StatusCode::OK, &json!({ "status": "ok" }))
 }
 
+/// `GET /readyz`
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let discovered = state.readiness.discovery_finished.load(Ordering::Acquire);
     let shutting_down = *state.shutdown.borrow() || state.registry.is_shutting_down();
@@ -55,8 +58,20 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     )
 }
 
+/// `GET /metrics`
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let text = metrics::render(&state.metrics, &state.registry, state.started.elapsed());
+    let text = match state.metrics.render() {
+        Ok(t) => t,
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "the metrics could not be encoded",
+            )
+            .code("internal")
+            .into_response()
+        }
+    };
     let mut r = (StatusCode::OK, text).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,

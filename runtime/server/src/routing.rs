@@ -17,6 +17,8 @@
 use std::future::Future;
 use std::time::Duration;
 
+use tracing::Instrument as _;
+
 use super::api_error::ApiError;
 use super::AppState;
 use tamma_registry::registry::{ProviderHandle, ProviderState, ProviderStream};
@@ -26,7 +28,9 @@ use tamma_sandbox::types::{CompletionRequest, CompletionResponse, StreamChunk};
 /// One provider and model to try.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
+    /// The provider's registered name.
     pub provider: String,
+    /// The model id the provider is asked for.
     pub model: String,
 }
 
@@ -37,6 +41,7 @@ pub struct Plan {
     pub requested: String,
     /// The route's name, when it was one.
     pub route: Option<String>,
+    /// Who to try, in order.
     pub targets: Vec<Target>,
 }
 
@@ -187,14 +192,16 @@ where
 async fn detached<T: Send + 'static>(
     work: impl Future<Output = Result<T, ApiError>> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::spawn(work).await.unwrap_or_else(|e| {
-        Err(ApiError::new(
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            format!("the provider call failed: {e}"),
-        )
-        .code("internal"))
-    })
+    tokio::spawn(work.in_current_span())
+        .await
+        .unwrap_or_else(|e| {
+            Err(ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                format!("the provider call failed: {e}"),
+            )
+            .code("internal"))
+        })
 }
 
 /// A whole completion, with fallback.
@@ -218,8 +225,11 @@ pub async fn complete(
 
 /// A stream that has produced its first chunk (or ended cleanly without one).
 pub struct Started {
+    /// The target whose stream this is.
     pub target: Target,
+    /// The rest of the stream.
     pub stream: ProviderStream,
+    /// Its first chunk, `None` when it ended cleanly without one.
     pub first: Option<StreamChunk>,
 }
 
