@@ -7,10 +7,10 @@ use std::sync::Arc;
 use wasmtime::Store;
 
 use crate::bindings;
+use crate::component::LoadedComponent;
 use crate::error::{Error, ErrorCode, Result};
 use crate::host::HostState;
 use crate::instance::Instance;
-use crate::component::LoadedComponent;
 use crate::sandbox::Sandbox;
 use crate::settings::ProviderSettings;
 use crate::types::{CompletionRequest, CompletionResponse};

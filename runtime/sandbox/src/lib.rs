@@ -44,9 +44,9 @@ mod bindings;
 mod host;
 mod instance;
 
+pub use component::LoadedComponent;
 pub use error::{Error, ErrorCode, Result};
 pub use limits::Limits;
 pub use provider::{CompletionStream, ProviderInstance};
-pub use component::LoadedComponent;
 pub use sandbox::Sandbox;
 pub use settings::ProviderSettings;

@@ -10,11 +10,11 @@ use std::time::Duration;
 use tracing::Instrument;
 use wasmtime::component::ResourceAny;
 
+use crate::component::LoadedComponent;
 use crate::error::{Error, Result};
 use crate::instance::too_large;
 use crate::limits::Limits;
 use crate::pool::{InstancePool, Lease, PoolStats};
-use crate::component::LoadedComponent;
 use crate::settings::ProviderSettings;
 use crate::types::{
     Capabilities, CompletionRequest, CompletionResponse, Health, ModelInfo, StreamChunk,

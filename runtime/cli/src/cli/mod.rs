@@ -14,8 +14,8 @@ use tamma_sandbox::compile_cache::CompileCache;
 use tamma_sandbox::engine::{EngineConfig, SandboxEngine};
 use tamma_sandbox::error::{Error, ErrorCode, Result};
 use tamma_sandbox::limits::Limits;
-use tamma_sandbox::{LoadedComponent, Sandbox};
 use tamma_sandbox::types::CompletionRequest;
+use tamma_sandbox::{LoadedComponent, Sandbox};
 
 pub mod config_cmds;
 pub mod serve;
