@@ -216,7 +216,7 @@ impl Server {
             admin_auth,
             shutdown: shutdown_rx,
             started,
-            started_unix: openai_api::unix_now(),
+            started_unix: tamma_sandbox::time::now_unix_secs(),
             loopback_only: is_loopback(&local),
         };
         Ok(Server {

@@ -9,7 +9,7 @@
 //! are refused with 400 rather than silently dropped.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -289,13 +289,6 @@ pub fn parse_chat_request(body: &[u8]) -> Result<ChatRequest, ApiError> {
     })
 }
 
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// A unique completion id, `chatcmpl-<24 hex>`.
 pub(crate) fn completion_id() -> String {
     use std::hash::{BuildHasher, Hasher};
@@ -388,7 +381,7 @@ impl ChunkWriter {
         ChunkWriter {
             id: completion_id(),
             model,
-            created: unix_now(),
+            created: tamma_sandbox::time::now_unix_secs(),
             include_usage,
             sent_role: false,
             finished: false,
@@ -507,7 +500,12 @@ pub async fn chat_completions(State(state): State<AppState>, req: Request<Body>)
                         &resp.model
                     }
                 );
-                let body = completion_json(&completion_id(), &model, unix_now(), &resp);
+                let body = completion_json(
+                    &completion_id(),
+                    &model,
+                    tamma_sandbox::time::now_unix_secs(),
+                    &resp,
+                );
                 state.metrics.record_request(
                     "chat_completions",
                     &target.provider,

@@ -733,6 +733,69 @@ async fn replace_swaps_component_and_metadata_atomically() {
     );
 }
 
+/// Snapshots taken while `replace` flips a provider between two registrations
+/// always describe one of them whole: version, component, configuration and
+/// capabilities never mix old and new (the entry's state is swapped as one value).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_during_replace_never_mix_old_and_new() {
+    let r = registry();
+    let a = || {
+        let mut reg = test_provider(&[("reply", "a")]);
+        reg.version = Some("a".into());
+        reg
+    };
+    let b = || {
+        let mut reg = Registration::new(ComponentSource::File(guest("echo")));
+        reg.version = Some("b".into());
+        reg
+    };
+    r.register("flip", a()).await.unwrap();
+    let first_a = r.snapshot_of("flip").unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (r, stop) = (r.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut seen: std::collections::HashMap<String, (String, Vec<String>, Vec<String>)> =
+                Default::default();
+            let mut n = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                let s = r.snapshot_of("flip").unwrap();
+                let version = s.metadata.version.clone().unwrap();
+                let models: Vec<String> =
+                    s.capabilities.models.iter().map(|m| m.id.clone()).collect();
+                let now = (
+                    s.metadata.component_sha256.clone(),
+                    s.config_keys.clone(),
+                    models,
+                );
+                let before = seen.entry(version.clone()).or_insert_with(|| now.clone());
+                assert_eq!(
+                    *before, now,
+                    "snapshot {n} of version {version} mixes states"
+                );
+                n += 1;
+                tokio::task::yield_now().await;
+            }
+            (n, seen)
+        })
+    };
+    for i in 0..10 {
+        let next = if i % 2 == 0 { b() } else { a() };
+        r.replace("flip", next).await.unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let (n, seen) = reader.await.unwrap();
+    assert!(n > 0);
+    // The two versions are told apart by every field the reader compared.
+    let (sha_a, keys_a, _) = &seen["a"];
+    assert_eq!(sha_a, &first_a.metadata.component_sha256);
+    assert_eq!(keys_a, &["reply".to_string()]);
+    if let Some((sha_b, keys_b, _)) = seen.get("b") {
+        assert_ne!(sha_a, sha_b);
+        assert!(keys_b.is_empty());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_instance_pool_is_overload_not_a_trap() {
     use tamma_sandbox::compile_cache::CompileCache;
