@@ -23,6 +23,12 @@
 //!   recovery timeout; there is no timer task. Until then `state()` says `Open`.
 //! - Transition callbacks run after the state lock is released, in the order the
 //!   transitions happened, and may call back into the breaker.
+//!
+//! Hand-written on purpose: the maintained Rust breakers (`failsafe`,
+//! `tower`'s retry/limit layers) wrap a future and decide success themselves;
+//! this one needs a permit whose outcome the registry settles later (a stream
+//! is judged when it ends, a cancelled call counts neither way), stale-generation
+//! filtering, an injectable clock for exact tests, and events on every transition.
 
 use std::collections::VecDeque;
 use std::fmt;

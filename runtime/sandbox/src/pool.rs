@@ -5,6 +5,13 @@
 //! `queue_timeout` gets `OVERLOADED`. Instances are created lazily (instantiate +
 //! `initialize`) and reused; a retired one (trap, timeout, cap) is dropped and the
 //! next caller gets a fresh one from the `InstancePre`.
+//!
+//! Hand-written on purpose: generic pools (`deadpool`, `bb8`) are built for
+//! connections and decide reuse when an object is returned; here the call
+//! decides: an instance whose call trapped, timed out or was cancelled mid-flight
+//! is retired before it can be returned (its `Store` is dead or suspect), health
+//! checks use a spare probe instance that never takes a traffic slot, and the
+//! pool's counters feed the registry's snapshots.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
