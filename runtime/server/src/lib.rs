@@ -9,6 +9,7 @@
 //! | [`admin`] | `/admin/v1`: providers, registration, lifecycle, events; bearer auth |
 //! | [`probes`] | `/healthz`, `/readyz`, `/metrics` |
 //! | [`metrics`] | metric families, collectors and the Prometheus text |
+//! | [`live_config`] | the `[server]` section swapped whole when the file changes |
 //! | [`limits`] | concurrency, body size and body time limits |
 //! | [`host_guard`] | loopback servers answer loopback `Host` names only |
 //! | [`request_tracing`] | `x-request-id`, the per-request span, the access log |
@@ -31,6 +32,7 @@ pub mod api_error;
 pub use tamma_registry::server_config as config;
 pub mod host_guard;
 pub mod limits;
+pub mod live_config;
 pub mod metrics;
 pub mod openai_api;
 pub mod probes;
@@ -60,6 +62,7 @@ pub use config::ServerConfig;
 pub(crate) use limits::read_body;
 
 use admin::{AdminAuth, ResolvedToken};
+pub use live_config::LiveConfig;
 use api_error::ApiError;
 use metrics::Metrics;
 use tamma_registry::lifecycle::ShutdownReport;
@@ -95,8 +98,8 @@ pub struct ServeOptions {
 pub struct AppState {
     /// The providers served.
     pub registry: Registry,
-    /// The `[server]` section.
-    pub config: Arc<ServerConfig>,
+    /// The `[server]` section, swapped whole when the configuration file changes.
+    pub config: LiveConfig,
     /// The server's metrics.
     pub metrics: Arc<Metrics>,
     /// Whether discovery has finished (for `/readyz`).
@@ -211,7 +214,7 @@ impl Server {
             limiter: Arc::new(Semaphore::new(
                 config.limits.max_concurrent_requests as usize,
             )),
-            config: Arc::new(config),
+            config: LiveConfig::new(config),
             readiness,
             admin_auth,
             shutdown: shutdown_rx,
@@ -238,6 +241,12 @@ impl Server {
         self.state.readiness.clone()
     }
 
+    /// The live `[server]` section: [`LiveConfig::apply`] a newer file's section
+    /// to change routes and per-request limits while serving.
+    pub fn live_config(&self) -> LiveConfig {
+        self.state.config.clone()
+    }
+
     /// The gateway counters.
     pub fn metrics(&self) -> Arc<Metrics> {
         self.state.metrics.clone()
@@ -255,7 +264,7 @@ impl Server {
             listener,
             shutdown_tx,
         } = self;
-        let limits = state.config.limits.clone();
+        let limits = state.config.load().limits.clone();
         let svc = TowerToHyperService::new(router(state.clone()));
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new())
@@ -313,7 +322,7 @@ impl Server {
         drop(listener);
         tracing::info!("shutting down: no longer accepting connections");
         let _ = shutdown_tx.send(true);
-        let grace = Duration::from_millis(state.config.shutdown_grace_ms);
+        let grace = Duration::from_millis(state.config.load().shutdown_grace_ms);
         let drained = tokio::time::timeout(grace, graceful.shutdown())
             .await
             .is_ok();

@@ -48,9 +48,9 @@ impl Drop for InFlight {
 pub async fn guard(State(state): State<AppState>, req: Request<Body>, next: Next) -> Response {
     let path = req.uri().path();
     let limit = if path.starts_with("/admin/") {
-        state.config.limits.max_upload_bytes
+        state.config.load().limits.max_upload_bytes
     } else {
-        state.config.limits.max_body_bytes
+        state.config.load().limits.max_body_bytes
     };
     let declared = req
         .headers()
@@ -69,7 +69,7 @@ pub async fn guard(State(state): State<AppState>, req: Request<Body>, next: Next
         Ok(p) => p,
         Err(_) => {
             state.metrics.record_rejected("concurrency");
-            return ApiError::too_many_requests(state.config.limits.max_concurrent_requests)
+            return ApiError::too_many_requests(state.config.load().limits.max_concurrent_requests)
                 .into_response();
         }
     };
@@ -119,7 +119,7 @@ impl http_body::Body for Guarded {
 /// Read a request body within `limit` bytes and the body read timeout.
 pub async fn read_body(state: &AppState, body: Body, limit: u64) -> Result<Bytes, ApiError> {
     let limited = http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
-    let timeout = Duration::from_millis(state.config.limits.body_read_timeout_ms);
+    let timeout = Duration::from_millis(state.config.load().limits.body_read_timeout_ms);
     match tokio::time::timeout(timeout, limited.collect()).await {
         Err(_) => {
             state.metrics.record_rejected("body_timeout");

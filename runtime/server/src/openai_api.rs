@@ -474,7 +474,7 @@ impl ChunkWriter {
 /// `POST /v1/chat/completions`
 pub async fn chat_completions(State(state): State<AppState>, req: Request<Body>) -> Response {
     let started = Instant::now();
-    let body = match read_body(&state, req.into_body(), state.config.limits.max_body_bytes).await {
+    let body = match read_body(&state, req.into_body(), state.config.load().limits.max_body_bytes).await {
         Ok(b) => b,
         Err(e) => return finish_error(&state, started, "", e),
     };
@@ -660,7 +660,7 @@ pub async fn list_models(State(state): State<AppState>) -> Response {
             ));
         }
     }
-    for name in state.config.routes.keys() {
+    for name in state.config.load().routes.keys() {
         data.push(json!({
             "id": name,
             "object": "model",
@@ -697,7 +697,7 @@ fn model_json(
 
 /// `GET /v1/models/{id}` (the id contains a `/`).
 pub async fn get_model(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    if state.config.routes.contains_key(&id) {
+    if state.config.load().routes.contains_key(&id) {
         return json_response(
             StatusCode::OK,
             &json!({ "id": id, "object": "model", "created": state.started_unix, "owned_by": "tamma-route" }),

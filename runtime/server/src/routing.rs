@@ -58,7 +58,7 @@ fn split_target(s: &str) -> Option<Target> {
 
 /// Resolve a request's `model`.
 pub fn plan(state: &AppState, model: &str) -> Result<Plan, ApiError> {
-    if let Some(route) = state.config.routes.get(model) {
+    if let Some(route) = state.config.load().routes.get(model) {
         return Ok(Plan {
             requested: model.to_string(),
             route: Some(model.to_string()),

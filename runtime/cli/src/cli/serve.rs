@@ -157,6 +157,29 @@ async fn discover(discovery: &Discovery) {
     }
 }
 
+/// Apply each new version of the file's `[server]` section to the running
+/// server (routes, per-request limits); say once per version which settings
+/// need a restart.
+fn follow_server_section(discovery: &Discovery, live: tamma_server::LiveConfig) {
+    let mut rx = discovery.watch_config();
+    tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            let Some(cfg) = rx.borrow_and_update().clone() else {
+                continue;
+            };
+            let pending = live.apply(cfg.server.clone());
+            if pending.is_empty() {
+                tracing::debug!("server section applied");
+            } else {
+                tracing::warn!(
+                    settings = ?pending,
+                    "server section applied, except settings that take effect after a restart"
+                );
+            }
+        }
+    });
+}
+
 fn announce(addr: SocketAddr, format: LogFormat) {
     // Printed whatever the log level, so scripts and tests can find the port.
     match format {
@@ -215,6 +238,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         options = options.config_file(p.clone());
     }
     let discovery = Discovery::new(registry.clone(), options);
+    follow_server_section(&discovery, server.live_config());
     let stopping = discovery.clone();
     // Serving first, so /healthz answers (and /readyz says "not yet") while the
     // providers load.

@@ -370,6 +370,9 @@ struct Inner {
     state: tokio::sync::Mutex<State>,
     last_report: Mutex<Option<RefreshReport>>,
     refresher: Mutex<Option<reload::Refresher>>,
+    /// The last usable configuration file, for whoever applies its live parts
+    /// (`tamma serve` swaps its `[server]` section in).
+    config_tx: tokio::sync::watch::Sender<Option<Arc<Config>>>,
 }
 
 /// How [`Discovery::install`] puts a candidate into the registry.
@@ -431,6 +434,7 @@ impl Discovery {
                 state: tokio::sync::Mutex::new(State::default()),
                 last_report: Mutex::new(None),
                 refresher: Mutex::new(None),
+                config_tx: tokio::sync::watch::Sender::new(None),
             }),
         }
     }
@@ -457,6 +461,18 @@ impl Discovery {
         let scan = self.scan(last_good).await;
         if let Some(good) = &scan.good {
             state.last_good = Some(good.clone());
+            if let Some(cfg) = &good.config {
+                // Only a real change wakes the watchers: an unchanged file re-read
+                // every few seconds must not look like a reload.
+                self.inner.config_tx.send_if_modified(|current| {
+                    if current.as_deref() == Some(cfg) {
+                        false
+                    } else {
+                        *current = Some(Arc::new(cfg.clone()));
+                        true
+                    }
+                });
+            }
         }
         let report = self.apply(&mut state, scan).await;
         *self
@@ -485,6 +501,12 @@ impl Discovery {
             .last_good
             .as_ref()
             .and_then(|c| c.config.clone())
+    }
+
+    /// The last usable configuration file, updated after every round in which it
+    /// changed. `None` until a file was read.
+    pub fn watch_config(&self) -> tokio::sync::watch::Receiver<Option<Arc<Config>>> {
+        self.inner.config_tx.subscribe()
     }
 
     /// Providers discovery registered and still owns, with their source.
