@@ -175,7 +175,7 @@ async fn weighted_spreads_by_weight_and_never_starts_on_an_open_circuit() {
 
 async fn slow_and_fast() -> (MockUpstream, MockUpstream, Registry) {
     let (slow, fast) = (upstream().await, upstream().await);
-    slow.set_latency(Some(Duration::from_millis(400)));
+    slow.set_latency(Some(Duration::from_millis(800)));
     let r = registry(100);
     r.register("slow", openai(&slow, 8192)).await.unwrap();
     r.register("fast", openai(&fast, 8192)).await.unwrap();
