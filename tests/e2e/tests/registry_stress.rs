@@ -126,8 +126,12 @@ async fn the_model_index_follows_registrations_replacements_and_removals() {
     let r = Registry::with_builtins(sandbox(), RegistryConfig::default(), builtins()).unwrap();
     let names = ["q0", "q1", "q2", "q3"];
     // Provider qN offers `qN-a` or `qN-b` (after a replace), and `shared`.
-    let models =
-        |name: &str, v: u64| format!("{name}-{},shared", if v % 2 == 0 { "a" } else { "b" });
+    let models = |name: &str, v: u64| {
+        format!(
+            "{name}-{},shared",
+            if v.is_multiple_of(2) { "a" } else { "b" }
+        )
+    };
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut readers = Vec::new();
     for _ in 0..2 {

@@ -155,9 +155,9 @@ pub fn resolve_model(registry: &Registry, model: &str) -> Result<Target, ApiErro
 
 /// A route's targets in the order this request tries them.
 fn route_plan(registry: &Registry, requested: &str, route: Arc<Route>) -> Plan {
-    let first = match route.strategy {
-        // Nothing to measure: no look-ups.
-        RouteStrategy::Ordered => None,
+    let order = match route.strategy {
+        // Nothing to measure: no look-ups (an open circuit answers at once).
+        RouteStrategy::Ordered => (0..route.targets.len()).collect(),
         strategy => {
             let probes: Vec<strategy::Probe> = route
                 .targets
@@ -184,10 +184,11 @@ fn route_plan(registry: &Registry, requested: &str, route: Arc<Route>) -> Plan {
                 })
                 .collect();
             let mut rng = fastrand::Rng::new();
-            strategy::first(strategy, &route.weights, &probes, &mut rng)
+            let first = strategy::first(strategy, &route.weights, &probes, &mut rng);
+            strategy::order(&probes, first)
         }
     };
-    let targets = strategy::order(route.targets.len(), first)
+    let targets = order
         .into_iter()
         .map(|i| route.targets[i].clone())
         .collect();

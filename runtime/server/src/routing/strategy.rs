@@ -91,14 +91,18 @@ fn lowest<K: Ord + Copy>(
     }
 }
 
-/// The order to try `n` targets in: `first`, then the others in route order.
-pub fn order(n: usize, first: Option<usize>) -> Vec<usize> {
-    match first {
-        Some(f) if f < n => std::iter::once(f)
-            .chain((0..n).filter(|&i| i != f))
-            .collect(),
-        _ => (0..n).collect(),
-    }
+/// The order to try the targets in: `first`, then the others in route order,
+/// those whose circuit is open last (they answer at once, so they only cost
+/// anything when every other target failed).
+pub fn order(probes: &[Probe], first: Option<usize>) -> Vec<usize> {
+    let n = probes.len();
+    let first = first.filter(|f| *f < n);
+    let rest = |open: bool| (0..n).filter(move |&i| Some(i) != first && probes[i].open == open);
+    first
+        .into_iter()
+        .chain(rest(false))
+        .chain(rest(true))
+        .collect()
 }
 
 #[cfg(test)]
@@ -141,8 +145,10 @@ mod tests {
             first(RouteStrategy::Weighted, &[3, 1, 1], &all_open, &mut rng),
             None
         );
-        assert_eq!(order(3, Some(2)), [2, 0, 1]);
-        assert_eq!(order(3, None), [0, 1, 2]);
+        assert_eq!(order(&closed, Some(2)), [2, 0, 1]);
+        assert_eq!(order(&closed, None), [0, 1, 2]);
+        assert_eq!(order(&open, Some(2)), [2, 1, 0], "open circuits last");
+        assert_eq!(order(&all_open, None), [0, 1, 2]);
     }
 
     #[test]
