@@ -24,7 +24,13 @@ pub struct CallStats {
     latency_sum_us: AtomicU64,
     buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     errors: Mutex<BTreeMap<&'static str, u64>>,
+    /// Moving average of successful call latency, µs; 0 before the first.
+    latency_ewma_us: AtomicU64,
 }
+
+/// Weight of the newest sample in the moving average: 1/4, so that a few calls
+/// are enough to notice a target that slowed down or recovered.
+const EWMA_SHIFT: u32 = 2;
 
 /// A point-in-time copy of [`CallStats`].
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
@@ -62,6 +68,32 @@ impl CallStats {
         }
     }
 
+    /// Fold a successful call's latency into the moving average.
+    pub fn observe_success_latency(&self, latency: Duration) {
+        let sample = u64::try_from(latency.as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let _ = self
+            .latency_ewma_us
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                Some(if old == 0 {
+                    sample
+                } else if sample >= old {
+                    old + ((sample - old) >> EWMA_SHIFT)
+                } else {
+                    (old - ((old - sample) >> EWMA_SHIFT)).max(1)
+                })
+            });
+    }
+
+    /// The moving average of successful call latency; `None` before the first.
+    pub fn latency_ewma(&self) -> Option<Duration> {
+        match self.latency_ewma_us.load(Ordering::Relaxed) {
+            0 => None,
+            us => Some(Duration::from_micros(us)),
+        }
+    }
+
     /// Copy the counters.
     pub fn snapshot(&self) -> CallStatsSnapshot {
         let mut cumulative = 0;
@@ -92,6 +124,21 @@ impl CallStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_latency_average_follows_recent_calls() {
+        let s = CallStats::default();
+        assert_eq!(s.latency_ewma(), None);
+        s.observe_success_latency(Duration::from_millis(100));
+        assert_eq!(s.latency_ewma(), Some(Duration::from_millis(100)));
+        for _ in 0..40 {
+            s.observe_success_latency(Duration::from_millis(10));
+        }
+        let now = s.latency_ewma().unwrap();
+        assert!(now < Duration::from_millis(11), "{now:?}");
+        s.observe_success_latency(Duration::from_millis(50));
+        assert!(s.latency_ewma().unwrap() > now);
+    }
 
     #[test]
     fn buckets_are_cumulative_and_errors_counted_by_code() {

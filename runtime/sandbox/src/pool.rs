@@ -271,6 +271,13 @@ impl InstancePool {
         self.closed.load(Ordering::Acquire)
     }
 
+    /// Calls running or waiting for an instance now (two atomic loads, no lock:
+    /// read by the router on every request of a `least-busy` route).
+    pub(crate) fn in_flight(&self) -> u64 {
+        let c = &self.counters;
+        c.in_use.load(Ordering::Relaxed) + c.waiting.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn stats(&self) -> PoolStats {
         let c = &self.counters;
         PoolStats {

@@ -97,6 +97,11 @@ impl ProviderInstance {
         self.inner.pool.stats()
     }
 
+    /// Calls running or queued for an instance now (cheap: no lock).
+    pub fn in_flight(&self) -> u64 {
+        self.inner.pool.in_flight()
+    }
+
     fn tag(&self, e: Error) -> Error {
         e.with_provider(self.name())
     }

@@ -233,7 +233,12 @@ struct Upload {
 }
 
 async fn parse_upload(state: &AppState, req: Request<Body>) -> Result<Upload, ApiError> {
-    let body = read_body(state, req.into_body(), state.config.load().limits.max_upload_bytes).await?;
+    let body = read_body(
+        state,
+        req.into_body(),
+        state.config.load().limits.max_upload_bytes,
+    )
+    .await?;
     serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid registration: {e}")))
 }

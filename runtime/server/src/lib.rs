@@ -5,7 +5,7 @@
 //! |---|---|
 //! | [`config`] | the `[server]` section of the config file (defined by `tamma-registry`, which reads the file) |
 //! | [`openai_api`] | `POST /v1/chat/completions`, `GET /v1/models[/{id}]` |
-//! | [`routing`] | which provider answers, and fallback between a route's targets |
+//! | [`routing`] | which provider answers: strategies, retries, fallback between a route's targets |
 //! | [`admin`] | `/admin/v1`: providers, registration, lifecycle, events; bearer auth |
 //! | [`probes`] | `/healthz`, `/readyz`, `/metrics` |
 //! | [`metrics`] | metric families, collectors and the Prometheus text |
@@ -62,8 +62,8 @@ pub use config::ServerConfig;
 pub(crate) use limits::read_body;
 
 use admin::{AdminAuth, ResolvedToken};
-pub use live_config::LiveConfig;
 use api_error::ApiError;
+pub use live_config::LiveConfig;
 use metrics::Metrics;
 use tamma_registry::lifecycle::ShutdownReport;
 use tamma_registry::registry::Registry;
@@ -100,6 +100,8 @@ pub struct AppState {
     pub registry: Registry,
     /// The `[server]` section, swapped whole when the configuration file changes.
     pub config: LiveConfig,
+    /// The routes of the section version seen last, parsed.
+    pub routes: routing::RouteCache,
     /// The server's metrics.
     pub metrics: Arc<Metrics>,
     /// Whether discovery has finished (for `/readyz`).
@@ -215,6 +217,7 @@ impl Server {
                 config.limits.max_concurrent_requests as usize,
             )),
             config: LiveConfig::new(config),
+            routes: routing::RouteCache::default(),
             readiness,
             admin_auth,
             shutdown: shutdown_rx,

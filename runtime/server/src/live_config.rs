@@ -25,7 +25,9 @@ impl std::fmt::Debug for LiveConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // ServerConfig's Debug never shows a secret (secret references print
         // their source, not their value), so the whole section may be shown.
-        f.debug_tuple("LiveConfig").field(&*self.current.load()).finish()
+        f.debug_tuple("LiveConfig")
+            .field(&*self.current.load())
+            .finish()
     }
 }
 
@@ -97,12 +99,8 @@ mod tests {
             listen: "0.0.0.0:9999".into(),
             ..ServerConfig::default()
         };
-        next.routes.insert(
-            "r".into(),
-            RouteConfig {
-                targets: vec!["echo/echo-1".into()],
-            },
-        );
+        next.routes
+            .insert("r".into(), RouteConfig::ordered(["echo/echo-1"]));
         next.limits.max_body_bytes = 7;
         let pending = live.apply(next);
         assert_eq!(pending, vec!["server.listen"]);

@@ -474,7 +474,10 @@ impl ChunkWriter {
 /// `POST /v1/chat/completions`
 pub async fn chat_completions(State(state): State<AppState>, req: Request<Body>) -> Response {
     let started = Instant::now();
-    let body = match read_body(&state, req.into_body(), state.config.load().limits.max_body_bytes).await {
+    // One version of the `[server]` section for the whole request: its body
+    // limit and its routes come from the same file.
+    let config = state.config.load();
+    let body = match read_body(&state, req.into_body(), config.limits.max_body_bytes).await {
         Ok(b) => b,
         Err(e) => return finish_error(&state, started, "", e),
     };
@@ -482,14 +485,15 @@ pub async fn chat_completions(State(state): State<AppState>, req: Request<Body>)
         Ok(c) => c,
         Err(e) => return finish_error(&state, started, "", e),
     };
-    let plan = match routing::plan(&state, &chat.model) {
+    let plan = match routing::plan(&state, &config, &chat.model) {
         Ok(p) => p,
         Err(e) => return finish_error(&state, started, "", e),
     };
     if chat.stream {
         stream_completion(state, started, chat, plan).await
     } else {
-        match routing::complete(&state, &plan, &chat.request).await {
+        let (served, result) = routing::complete(&state, &plan, &chat.request).await;
+        let mut r = match result {
             Ok((target, resp)) => {
                 let model = format!(
                     "{}/{}",
@@ -526,7 +530,9 @@ pub async fn chat_completions(State(state): State<AppState>, req: Request<Body>)
                 let provider = e.provider.clone().unwrap_or_default();
                 finish_error(&state, started, &provider, e)
             }
-        }
+        };
+        r.extensions_mut().insert(served);
+        r
     }
 }
 
@@ -555,15 +561,18 @@ async fn stream_completion(
 ) -> Response {
     // Fallback happens here, before the response is committed: a target's stream
     // is only taken once its first chunk (or its clean end) has arrived.
+    let (served, result) = routing::start_stream(&state, &plan, &chat.request).await;
     let Started {
         target,
         mut stream,
         first,
-    } = match routing::start_stream(&state, &plan, &chat.request).await {
+    } = match result {
         Ok(s) => s,
         Err(e) => {
             let provider = e.provider.clone().unwrap_or_default();
-            return finish_error(&state, started, &provider, e);
+            let mut r = finish_error(&state, started, &provider, e);
+            r.extensions_mut().insert(served);
+            return r;
         }
     };
     let model = match &first {
@@ -574,6 +583,7 @@ async fn stream_completion(
     if let Ok(v) = HeaderValue::from_str(&target.provider) {
         resp.headers_mut().insert("x-tamma-provider", v);
     }
+    resp.extensions_mut().insert(served);
     let mut writer = ChunkWriter::new(model, chat.include_usage);
     let st = state.clone();
     // The producer keeps the request's span (its request id) for its logs.

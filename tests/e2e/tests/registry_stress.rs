@@ -107,3 +107,104 @@ async fn mixed_operations_from_many_tasks_leave_the_registry_consistent() {
     }
     assert_eq!(r.names().len(), NAMES.len());
 }
+
+fn test_provider(models: &str) -> Registration {
+    Registration::new(ComponentSource::File(guest("test_provider"))).with_settings(
+        tamma_registry::ProviderSettings::new(
+            vec![("models".to_string(), models.to_string())],
+            tamma_registry::Limits::default(),
+        ),
+    )
+}
+
+/// The model index under churn: providers registered, replaced with other
+/// models, unregistered and registered again by many tasks, while readers
+/// resolve model ids. A reader never sees a provider offering a model it does
+/// not offer in any version, and at the end the index agrees with a snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_model_index_follows_registrations_replacements_and_removals() {
+    let r = Registry::with_builtins(sandbox(), RegistryConfig::default(), builtins()).unwrap();
+    let names = ["q0", "q1", "q2", "q3"];
+    // Provider qN offers `qN-a` or `qN-b` (after a replace), and `shared`.
+    let models = |name: &str, v: u64| {
+        format!(
+            "{name}-{},shared",
+            if v.is_multiple_of(2) { "a" } else { "b" }
+        )
+    };
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for _ in 0..2 {
+        let (r, stop) = (r.clone(), stop.clone());
+        readers.push(tokio::spawn(async move {
+            let mut looks = 0u64;
+            while !stop.load(Ordering::Acquire) {
+                for name in names {
+                    for suffix in ["a", "b"] {
+                        let offering = r.ready_providers_of_model(&format!("{name}-{suffix}"));
+                        assert!(
+                            offering.is_empty() || offering == [name.to_string()],
+                            "{name}-{suffix} offered by {offering:?}"
+                        );
+                    }
+                }
+                assert!(r.ready_providers_of_model("nobody").is_empty());
+                looks += 1;
+                tokio::task::yield_now().await;
+            }
+            looks
+        }));
+    }
+    let mut writers = Vec::new();
+    for t in 0..4u64 {
+        let r = r.clone();
+        writers.push(tokio::spawn(async move {
+            let mut rng = Lcg(t + 11);
+            for i in 0..40 {
+                let name = names[(rng.next() % names.len() as u64) as usize];
+                match rng.next() % 3 {
+                    0 => {
+                        let _ = r.register(name, test_provider(&models(name, i))).await;
+                    }
+                    1 => {
+                        let _ = r.replace(name, test_provider(&models(name, i))).await;
+                    }
+                    _ => {
+                        let _ = r.unregister(name).await;
+                    }
+                }
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    stop.store(true, Ordering::Release);
+    for rd in readers {
+        assert!(rd.await.unwrap() > 0);
+    }
+    // The index and a full snapshot agree, model by model.
+    let snaps = r.snapshot();
+    let mut expected_shared: Vec<String> = Vec::new();
+    for name in names {
+        let offered: HashSet<String> = snaps
+            .iter()
+            .filter(|s| s.name == name)
+            .flat_map(|s| s.capabilities.models.iter().map(|m| m.id.clone()))
+            .collect();
+        if !offered.is_empty() {
+            expected_shared.push(name.to_string());
+        }
+        for suffix in ["a", "b"] {
+            let id = format!("{name}-{suffix}");
+            let want: Vec<String> = if offered.contains(&id) {
+                vec![name.to_string()]
+            } else {
+                vec![]
+            };
+            assert_eq!(r.ready_providers_of_model(&id), want, "{id}");
+        }
+    }
+    assert_eq!(r.ready_providers_of_model("shared"), expected_shared);
+    r.shutdown().await;
+}

@@ -17,14 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn routes(list: &[(&str, &[&str])]) -> BTreeMap<String, RouteConfig> {
     list.iter()
-        .map(|(n, t)| {
-            (
-                n.to_string(),
-                RouteConfig {
-                    targets: t.iter().map(|s| s.to_string()).collect(),
-                },
-            )
-        })
+        .map(|(n, t)| (n.to_string(), RouteConfig::ordered(t.iter().copied())))
         .collect()
 }
 

@@ -173,9 +173,7 @@ async fn an_upstream_failure_before_the_first_byte_falls_back_and_mid_stream_is_
     let config = ServerConfig {
         routes: BTreeMap::from([(
             "resilient".to_string(),
-            RouteConfig {
-                targets: vec!["openai/gpt-mock".into(), "echo/echo-1".into()],
-            },
+            RouteConfig::ordered(["openai/gpt-mock", "echo/echo-1"]),
         )]),
         ..ServerConfig::default()
     };

@@ -30,6 +30,11 @@
 //! `anthropic-version` or `max_tokens`, or with a `system` role inside `messages`,
 //! get the 400 the real API gives; so do OpenAI requests without `messages`.
 //!
+//! # Latency
+//!
+//! [`MockUpstream::set_latency`] delays every chat answer (a slow upstream next
+//! to a fast one, for load-balancing tests).
+//!
 //! # Faults
 //!
 //! Tests queue [`Fault`]s; each queued entry is consumed by the next request whose
@@ -290,6 +295,8 @@ struct Shared {
     api_key: Mutex<Option<String>>,
     models: Mutex<Vec<String>>,
     counter: Mutex<u64>,
+    /// Added before the headers of every chat answer (a slow upstream).
+    latency: Mutex<Option<Duration>>,
 }
 
 /// Locks, ignoring poisoning: a panicking test thread must not cascade into every
@@ -409,6 +416,25 @@ impl MockUpstream {
     /// Removes and returns the recorded requests.
     pub fn take_requests(&self) -> Vec<RecordedRequest> {
         std::mem::take(&mut *lock(&self.shared.requests))
+    }
+
+    /// From now on, wait this long before the headers of every chat answer
+    /// (a slow upstream; queued faults still apply on top). `None` for none.
+    pub fn set_latency(&self, latency: Option<Duration>) {
+        *lock(&self.shared.latency) = latency;
+    }
+
+    /// Chat requests received so far (`POST /v1/chat/completions` and
+    /// `POST /v1/messages`).
+    pub fn chat_requests(&self) -> usize {
+        lock(&self.shared.requests)
+            .iter()
+            .filter(|r| {
+                r.method == "POST"
+                    && (r.path.starts_with("/v1/chat/completions")
+                        || r.path.starts_with("/v1/messages"))
+            })
+            .count()
     }
 }
 
@@ -553,6 +579,10 @@ async fn handle(state: Arc<Shared>, req: hyper::Request<Incoming>) -> Result<Res
             .map(|(_, p)| p)
             .unwrap_or_default()
     };
+    let latency = *lock(&state.latency);
+    if let (Some(d), Route::Chat) = (latency, route) {
+        tokio::time::sleep(d).await;
+    }
     if let Some(d) = plan.delay_headers {
         tokio::time::sleep(d).await;
     }

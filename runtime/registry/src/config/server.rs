@@ -18,6 +18,10 @@
 //!
 //! [server.routes.smart]
 //! targets = ["openai/gpt-4o-mini", "anthropic/claude-3-5-haiku-latest"]
+//! strategy = "weighted"            # ordered (default) | weighted | least-busy | latency
+//! weights = [3, 1]
+//! retries = { attempts = 2, base_ms = 200, max_ms = 2000, budget_ms = 10000 }
+//! context_window_fallback = true
 //! ```
 
 use std::collections::BTreeMap;
@@ -43,7 +47,7 @@ pub struct ServerConfig {
     /// The admin API (`/admin/v1`): its tokens. No tokens, no admin API.
     pub admin: AdminConfig,
     /// Named routes: a request whose `model` is a route name tries the route's
-    /// targets (`<provider>/<model>`) in order.
+    /// targets (`<provider>/<model>`), the first picked by the route's strategy.
     pub routes: BTreeMap<String, RouteConfig>,
     /// After SIGTERM/SIGINT, how long running requests may take to finish before
     /// they are cut off, ms. Default 30 000. (The registry's own shutdown follows,
@@ -185,13 +189,117 @@ impl SecretRef {
 }
 
 /// A named route.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+///
+/// ```toml
+/// [server.routes.default]
+/// targets = ["openai-a/gpt-4o-mini", "openai-b/gpt-4o-mini", "anthropic/claude-3-5-haiku-latest"]
+/// strategy = "weighted"
+/// weights = [3, 1, 1]
+/// retries = { attempts = 2, base_ms = 200, max_ms = 2000, budget_ms = 10000 }
+/// context_window_fallback = true
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
-    /// `<provider>/<model>` targets, tried in order: one whose circuit is open, or
-    /// that fails with a retryable error before the answer started, falls through
-    /// to the next.
+    /// `<provider>/<model>` targets. The strategy picks the first one to try;
+    /// the rest follow in this order. A target whose circuit is open, or that
+    /// fails with a provider failure before the answer started, falls through to
+    /// the next.
     pub targets: Vec<String>,
+    /// How the first target is picked. Default `ordered`.
+    #[serde(default)]
+    pub strategy: RouteStrategy,
+    /// `weighted` only: one weight per target (0 = never first, only a
+    /// fallback). Default: equal weights.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weights: Vec<u32>,
+    /// Retries of a target on a provider failure before the next one is tried.
+    /// Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<RouteRetries>,
+    /// A target that answers `context-too-long` hands the request to the next
+    /// target whose model has a larger context window (from its capabilities).
+    /// Default false: the client gets the 400.
+    #[serde(default)]
+    pub context_window_fallback: bool,
+}
+
+impl RouteConfig {
+    /// An `ordered` route over `targets`, without retries.
+    pub fn ordered<S: Into<String>>(targets: impl IntoIterator<Item = S>) -> Self {
+        RouteConfig {
+            targets: targets.into_iter().map(Into::into).collect(),
+            ..RouteConfig::default()
+        }
+    }
+}
+
+/// How a route picks the first target of a request.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum RouteStrategy {
+    /// The targets in their order (the default).
+    #[default]
+    Ordered,
+    /// At random by `weights`, then the rest in order.
+    Weighted,
+    /// The target with the fewest calls in flight, then the rest in order.
+    LeastBusy,
+    /// The lowest moving average of recent successful latency (a small share
+    /// of requests explores the others), then the rest in order.
+    Latency,
+}
+
+impl RouteStrategy {
+    /// The name used in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteStrategy::Ordered => "ordered",
+            RouteStrategy::Weighted => "weighted",
+            RouteStrategy::LeastBusy => "least-busy",
+            RouteStrategy::Latency => "latency",
+        }
+    }
+}
+
+/// Most retries of one target a route may ask for.
+pub const MAX_ROUTE_RETRIES: u32 = 5;
+/// Longest retry budget, ms.
+pub const MAX_RETRY_BUDGET_MS: u64 = 600_000;
+/// Most targets in one route.
+pub const MAX_ROUTE_TARGETS: usize = 64;
+
+/// Retries of a route's targets: on a provider failure (trap, sandbox limit,
+/// timeout, retryable guest error such as an upstream 429/503) before the first
+/// byte reached the client, the same target is tried again after a full-jitter
+/// exponential backoff, or after the upstream's `retry-after` when it fits in
+/// what is left of the budget; otherwise the next target is tried at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct RouteRetries {
+    /// Retries of one target after its first attempt (0-5). Default 2.
+    pub attempts: u32,
+    /// Shortest backoff, ms. Default 200.
+    pub base_ms: u64,
+    /// Longest backoff, ms (the n-th retry waits at random between `base_ms`
+    /// and `min(max_ms, base_ms * 2^n)`). Default 2 000.
+    pub max_ms: u64,
+    /// Time from the start of the request after which no retry starts, ms
+    /// (fallback to the next target still does). Default 10 000.
+    pub budget_ms: u64,
+}
+
+impl Default for RouteRetries {
+    fn default() -> Self {
+        RouteRetries {
+            attempts: 2,
+            base_ms: 200,
+            max_ms: 2_000,
+            budget_ms: 10_000,
+        }
+    }
 }
 
 impl ServerConfig {
@@ -255,6 +363,13 @@ impl ServerConfig {
             if route.targets.is_empty() {
                 p.push(format!("{at}.targets: must list at least one target"));
             }
+            if route.targets.len() > MAX_ROUTE_TARGETS {
+                p.push(format!(
+                    "{at}.targets: at most {MAX_ROUTE_TARGETS} targets, got {}",
+                    route.targets.len()
+                ));
+            }
+            p.extend(route_problems(&at, route));
             for (i, t) in route.targets.iter().enumerate() {
                 match t.split_once('/') {
                     Some((prov, model)) if !model.is_empty() => {
@@ -270,6 +385,54 @@ impl ServerConfig {
         }
         p
     }
+}
+
+/// The problems of a route's strategy, weights and retries.
+fn route_problems(at: &str, route: &RouteConfig) -> Vec<String> {
+    let mut p = Vec::new();
+    if !route.weights.is_empty() {
+        if route.strategy != RouteStrategy::Weighted {
+            p.push(format!(
+                "{at}.weights: only a \"weighted\" route has weights (this one is {:?})",
+                route.strategy.as_str()
+            ));
+        } else if route.weights.len() != route.targets.len() {
+            p.push(format!(
+                "{at}.weights: one weight per target: {} targets, {} weights",
+                route.targets.len(),
+                route.weights.len()
+            ));
+        } else if route.weights.iter().all(|w| *w == 0) {
+            p.push(format!("{at}.weights: at least one weight must be above 0"));
+        } else if route.weights.iter().any(|w| *w > 1_000_000) {
+            p.push(format!("{at}.weights: each weight must be at most 1000000"));
+        }
+    }
+    if let Some(r) = &route.retries {
+        let at = format!("{at}.retries");
+        if r.attempts > MAX_ROUTE_RETRIES {
+            p.push(format!(
+                "{at}.attempts: must be at most {MAX_ROUTE_RETRIES}, got {}",
+                r.attempts
+            ));
+        }
+        if r.base_ms == 0 {
+            p.push(format!("{at}.base_ms: must be at least 1"));
+        }
+        if r.max_ms < r.base_ms {
+            p.push(format!(
+                "{at}.max_ms: must be at least base_ms ({}), got {}",
+                r.base_ms, r.max_ms
+            ));
+        }
+        if r.budget_ms == 0 || r.budget_ms > MAX_RETRY_BUDGET_MS {
+            p.push(format!(
+                "{at}.budget_ms: must be between 1 and {MAX_RETRY_BUDGET_MS}, got {}",
+                r.budget_ms
+            ));
+        }
+    }
+    p
 }
 
 #[cfg(test)]
@@ -310,6 +473,43 @@ mod tests {
             assert!(p.iter().any(|e| e.starts_with(want)), "{want}: {p:#?}");
         }
         assert_eq!(p.len(), 9, "{p:#?}");
+    }
+
+    #[test]
+    fn route_strategies_weights_and_retries_are_checked() {
+        let c: ServerConfig = serde_json::from_value(serde_json::json!({
+            "routes": {
+                "ok": {"targets": ["a/x", "b/y", "c/z"], "strategy": "weighted", "weights": [3, 1, 1],
+                       "retries": {"attempts": 2, "base_ms": 200, "max_ms": 2000, "budget_ms": 10000},
+                       "context_window_fallback": true},
+                "busy": {"targets": ["a/x", "b/y"], "strategy": "least-busy", "retries": {}},
+                "fast": {"targets": ["a/x"], "strategy": "latency"},
+                "w_len": {"targets": ["a/x", "b/y"], "strategy": "weighted", "weights": [1]},
+                "w_zero": {"targets": ["a/x"], "strategy": "weighted", "weights": [0]},
+                "w_strategy": {"targets": ["a/x"], "weights": [1]},
+                "r_bad": {"targets": ["a/x"], "retries": {"attempts": 9, "base_ms": 0, "max_ms": 0, "budget_ms": 0}}
+            }
+        }))
+        .unwrap();
+        assert_eq!(c.routes["busy"].retries, Some(RouteRetries::default()));
+        assert_eq!(c.routes["ok"].strategy, RouteStrategy::Weighted);
+        let p = c.validate();
+        for want in [
+            "server.routes.w_len.weights: one weight per target",
+            "server.routes.w_zero.weights: at least one",
+            "server.routes.w_strategy.weights: only a \"weighted\"",
+            "server.routes.r_bad.retries.attempts",
+            "server.routes.r_bad.retries.base_ms",
+            "server.routes.r_bad.retries.budget_ms",
+        ] {
+            assert!(p.iter().any(|e| e.starts_with(want)), "{want}: {p:#?}");
+        }
+        assert_eq!(p.len(), 6, "{p:#?}");
+        let e = serde_json::from_value::<RouteConfig>(
+            serde_json::json!({"targets": ["a/x"], "strategy": "round-robin"}),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("round-robin"), "{e}");
     }
 
     #[test]

@@ -17,6 +17,7 @@ use std::time::SystemTime;
 use arc_swap::{ArcSwap, Guard};
 use serde::Serialize;
 
+use super::models::{next_entry_id, ModelIndex};
 use super::registration::Origin;
 use super::shared::Shared;
 use crate::circuit_breaker::{CircuitBreaker, CircuitSnapshot, CircuitState};
@@ -161,6 +162,10 @@ impl EntryState {
 pub(crate) struct Entry {
     /// The name it is registered under (never changes).
     pub(crate) name: String,
+    /// Process-unique: tells this entry from a later one of the same name.
+    id: u64,
+    /// The registry's model index, told when the capabilities change.
+    models: Arc<ModelIndex>,
     registered_at: SystemTime,
     state: ArcSwap<EntryState>,
     /// Guards its calls.
@@ -218,8 +223,10 @@ impl Entry {
             metadata: Arc::new(metadata),
             removed: false,
         };
-        Entry {
+        let entry = Entry {
             name: name.to_string(),
+            id: next_entry_id(),
+            models: shared.models.clone(),
             registered_at: SystemTime::now(),
             state: ArcSwap::from_pointee(state),
             breaker,
@@ -227,7 +234,17 @@ impl Entry {
             stats: CallStats::default(),
             lifecycle: tokio::sync::Mutex::new(()),
             events: shared.events.clone(),
-        }
+        };
+        entry.refresh_models();
+        entry
+    }
+
+    /// Tell the model index what this entry offers now (nothing once removed).
+    fn refresh_models(&self) {
+        self.models.refresh(self.id, &self.name, || {
+            let s = self.state.load();
+            (!s.removed).then(|| s.capabilities.models.iter().map(|m| m.id.clone()).collect())
+        });
     }
 
     /// The current version: one atomic load, no lock, no copy. Hold the guard
@@ -254,6 +271,10 @@ impl Entry {
             n
         });
         if let Some(next) = next {
+            if !Arc::ptr_eq(&prev.capabilities, &next.capabilities) || prev.removed != next.removed
+            {
+                self.refresh_models();
+            }
             if prev.lifecycle != next.lifecycle {
                 self.events.emit(Event::ProviderStateChanged {
                     provider: self.name.clone(),

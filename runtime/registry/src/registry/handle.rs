@@ -85,6 +85,40 @@ impl ProviderHandle {
         self.entry.load().capabilities.clone()
     }
 
+    /// Calls running or queued on its instance pool now (0 when it has none).
+    /// No lock: the router reads it for every request of a `least-busy` route.
+    pub fn in_flight(&self) -> u64 {
+        self.entry
+            .load()
+            .current
+            .as_ref()
+            .map_or(0, |i| i.in_flight())
+    }
+
+    /// The moving average of its recent successful call latency (streams:
+    /// until their end); `None` before its first success.
+    pub fn latency_ewma(&self) -> Option<std::time::Duration> {
+        self.entry.stats.latency_ewma()
+    }
+
+    /// Whether its circuit is open now (calls are refused until the recovery
+    /// timeout admits a probe).
+    pub fn circuit_open(&self) -> bool {
+        self.entry.breaker.state() == crate::circuit_breaker::CircuitState::Open
+    }
+
+    /// The context window of `model` as its capabilities advertise it; `None`
+    /// when the provider does not list the model.
+    pub fn context_window(&self, model: &str) -> Option<u32> {
+        self.entry
+            .load()
+            .capabilities
+            .models
+            .iter()
+            .find(|m| m.id == model)
+            .map(|m| m.context_window)
+    }
+
     /// Run a health check now (see [`Registry::check_health`](super::Registry::check_health)).
     pub async fn health_check(&self) -> Result<HealthCheck> {
         if self.entry.is_removed() {
@@ -199,9 +233,13 @@ impl ProviderHandle {
         permit: Permit,
         result: std::result::Result<(), &Error>,
     ) {
+        let elapsed = started.elapsed();
         self.entry
             .stats
-            .record(started.elapsed(), result.err().map(|e| e.code));
+            .record(elapsed, result.err().map(|e| e.code));
+        if result.is_ok() {
+            self.entry.stats.observe_success_latency(elapsed);
+        }
         if let Err(e) = result {
             if e.is_provider_failure() {
                 tracing::warn!(provider = %self.name(), op, code = %e.code, "provider call failed");

@@ -31,6 +31,7 @@
 //! | file | what |
 //! |---|---|
 //! | `registration.rs` | what a caller registers: [`ComponentSource`], [`Origin`], [`Registration`], the name rule |
+//! | `models.rs` | the model id → providers index, kept by the entries as their capabilities change |
 //! | `shared.rs` | what the registry, its handles and monitor tasks share (sandbox, settings, events, shutdown flag) |
 //! | `entry.rs` | one provider: its entry and immutable state; [`ProviderState`], [`ProviderSnapshot`] |
 //! | `monitor.rs` | health checks of an entry, and the monitor task set |
@@ -42,6 +43,7 @@
 mod entry;
 mod handle;
 pub mod lifecycle;
+mod models;
 mod monitor;
 mod prepare;
 mod registration;
@@ -420,6 +422,26 @@ impl Registry {
     /// none (discovery leaves providers registered through the API alone).
     pub(crate) fn origin_of(&self, name: &str) -> Option<Origin> {
         self.entry(name).ok().map(|e| e.load().metadata.source)
+    }
+
+    /// The providers that offer the model id `model` and are ready to serve,
+    /// sorted by name. From the model index: no snapshot is taken.
+    pub fn ready_providers_of_model(&self, model: &str) -> Vec<String> {
+        let names = self.shared().models.providers_of(model);
+        if names.is_empty() {
+            return names;
+        }
+        let slots = self.slots_read();
+        names
+            .into_iter()
+            .filter(|n| match slots.get(n) {
+                Some(Slot::Live(e)) => {
+                    let s = e.load();
+                    s.lifecycle == ProviderState::Ready && !s.removed
+                }
+                _ => false,
+            })
+            .collect()
     }
 
     /// A snapshot of every registered provider, sorted by name.

@@ -9,6 +9,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use super::models::ModelIndex;
 use crate::builtins::Builtins;
 use crate::circuit_breaker::Clock;
 use crate::events::{Event, EventBus};
@@ -28,6 +29,8 @@ pub(crate) struct Shared {
     pub(crate) builtins: Builtins,
     /// Where registry events go.
     pub(crate) events: EventBus,
+    /// Which providers offer which model ids.
+    pub(crate) models: Arc<ModelIndex>,
     /// Set once shutdown begins; never cleared.
     shutting_down: AtomicBool,
 }
@@ -45,6 +48,7 @@ impl Shared {
             clock,
             builtins,
             events: EventBus::new(),
+            models: Arc::new(ModelIndex::default()),
             shutting_down: AtomicBool::new(false),
         }
     }

@@ -15,6 +15,7 @@ pub mod labels;
 #[cfg(target_os = "linux")]
 pub mod process;
 pub mod providers;
+pub mod routes;
 pub mod text_format;
 pub mod uptime;
 
@@ -47,6 +48,8 @@ pub struct Metrics {
     in_flight: Gauge,
     connections: Gauge,
     connections_total: Counter,
+    /// Route attempts and retries.
+    pub routes: routes::RouteMetrics,
     /// Requests answered, all endpoints: a family cannot be summed.
     answered: AtomicU64,
 }
@@ -104,6 +107,7 @@ impl Metrics {
             "Client connections accepted",
             connections_total.clone(),
         );
+        let routes = routes::RouteMetrics::register(&mut registry);
         let build = Family::<labels::BuildInfo, Gauge>::default();
         build
             .get_or_create(&labels::BuildInfo {
@@ -130,6 +134,7 @@ impl Metrics {
             in_flight,
             connections,
             connections_total,
+            routes,
             answered: AtomicU64::new(0),
         }
     }
