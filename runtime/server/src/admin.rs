@@ -175,6 +175,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/providers/{name}/stop", post(stop))
         .route("/providers/{name}/health-check", post(health_check))
         .route("/events", get(events))
+        .route("/keys", get(keys))
         .layer(axum::middleware::from_fn_with_state(state, auth))
 }
 
@@ -192,6 +193,14 @@ async fn detached<T: Send + 'static>(
                 format!("the admin operation failed: {e}"),
             ))
         })
+}
+
+/// `GET /admin/v1/keys` (read role): client keys, their policies and usage.
+async fn keys(State(state): State<AppState>) -> Response {
+    json_response(
+        StatusCode::OK,
+        &crate::client_limits::keys_report(&state).await,
+    )
 }
 
 async fn list(State(state): State<AppState>) -> Response {
@@ -233,7 +242,12 @@ struct Upload {
 }
 
 async fn parse_upload(state: &AppState, req: Request<Body>) -> Result<Upload, ApiError> {
-    let body = read_body(state, req.into_body(), state.config.load().limits.max_upload_bytes).await?;
+    let body = read_body(
+        state,
+        req.into_body(),
+        state.config.load().limits.max_upload_bytes,
+    )
+    .await?;
     serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid registration: {e}")))
 }
