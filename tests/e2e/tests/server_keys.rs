@@ -629,3 +629,48 @@ print(json.dumps(out))
     assert_eq!(v["budget"], json!([429, "insufficient_quota"]), "{v}");
     s.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_charged_on_one_replica_count_on_another_through_redis() {
+    use tamma_server::config::{LimitsStoreConfig, OnStoreError, StoreUrl};
+    let redis = tamma_test_support::redis_server::RedisServer::start();
+    start_of_a_minute_window().await;
+    let mut a = key("team-a", KEY_A);
+    a.tpm = Some(10);
+    let mut b = key("team-b", KEY_B);
+    b.budget = Some(Budget {
+        tokens: 10,
+        period: BudgetPeriod::Month,
+    });
+    let mut config = config_with(vec![a, b]);
+    config.limits_store = Some(LimitsStoreConfig {
+        url: StoreUrl::Inline(redis.url()),
+        on_error: OnStoreError::Deny,
+        timeout_ms: 2_000,
+    });
+    let r = registry(5);
+    r.register("echo", echo()).await.unwrap();
+    let one = serve(&r, config.clone()).await;
+    let two = serve(&r, config).await;
+    let text = "one two three four five six seven eight nine ten eleven";
+    for k in [KEY_A, KEY_B] {
+        let first = as_key(one.addr(), k, &chat("echo/echo-1", text)).await;
+        assert_eq!(first.status, 200, "{}", first.text());
+        assert!(first.json()["usage"]["total_tokens"].as_u64().unwrap() >= 10);
+        let second = as_key(two.addr(), k, &chat("echo/echo-1", text)).await;
+        assert_eq!(
+            second.status,
+            429,
+            "the other replica sees the charge: {}",
+            second.text()
+        );
+    }
+    let report = admin_keys(two.addr()).await;
+    assert_eq!(report["store"], "redis");
+    let a = key_entry(&report, "team-a");
+    assert_eq!(a["usage"]["requests_this_minute"], 1);
+    assert!(a["usage"]["tokens_this_minute"].as_u64().unwrap() >= 10);
+    assert_eq!(key_entry(&report, "team-b")["budget_remaining"], 0);
+    one.shutdown().await;
+    two.shutdown().await;
+}
