@@ -6,7 +6,7 @@ TAMMA        := target/debug/tamma
 HOST_CRATES  := tamma-sandbox tamma-registry tamma-server tamma tamma-test-support tamma-e2e tamma-mock-upstream
 NOT_HOST     := $(foreach c,$(HOST_CRATES),--exclude $(c))
 
-.PHONY: all setup lint-tools guests guests-js guests-py build demo test bench fmt lint clean
+.PHONY: all setup lint-tools guests guests-js guests-py build demo test test-services bench fmt lint clean
 
 all: build
 
@@ -88,7 +88,13 @@ $(PY_TEST_TOOLS): tests/requirements.txt
 	$(PY_TEST_VENV)/bin/pip install --quiet --disable-pip-version-check -r $<
 	@touch $@
 
-test: guests $(PY_TEST_TOOLS)
+# The limits store's tests run a real redis-server (Debian package), started by
+# the tests themselves on a free loopback port.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+test-services:
+	@command -v redis-server >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server; }
+
+test: guests $(PY_TEST_TOOLS) test-services
 	$(CARGO) test
 	$(CARGO) test -p tamma-guest-sdk -p tamma-guest-openai -p tamma-guest-anthropic
 

@@ -175,6 +175,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/providers/{name}/stop", post(stop))
         .route("/providers/{name}/health-check", post(health_check))
         .route("/events", get(events))
+        .route("/keys", get(keys))
         .layer(axum::middleware::from_fn_with_state(state, auth))
 }
 
@@ -192,6 +193,14 @@ async fn detached<T: Send + 'static>(
                 format!("the admin operation failed: {e}"),
             ))
         })
+}
+
+/// `GET /admin/v1/keys` (read role): client keys, their policies and usage.
+async fn keys(State(state): State<AppState>) -> Response {
+    json_response(
+        StatusCode::OK,
+        &crate::client_limits::keys_report(&state).await,
+    )
 }
 
 async fn list(State(state): State<AppState>) -> Response {

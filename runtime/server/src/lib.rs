@@ -6,6 +6,9 @@
 //! | [`config`] | the `[server]` section of the config file (defined by `tamma-registry`, which reads the file) |
 //! | [`openai_api`] | `POST /v1/chat/completions`, `GET /v1/models[/{id}]` |
 //! | [`routing`] | which provider answers: strategies, retries, fallback between a route's targets |
+//! | [`auth`] | client API keys for `/v1`: the key ring, models a key may use, 401/403 |
+//! | [`client_limits`] | per-key rpm, tpm, concurrency and budgets; local or Redis counters |
+//! | [`access_log`] | one access-log line per `/v1` request |
 //! | [`admin`] | `/admin/v1`: providers, registration, lifecycle, events; bearer auth |
 //! | [`probes`] | `/healthz`, `/readyz`, `/metrics` |
 //! | [`metrics`] | metric families, collectors and the Prometheus text |
@@ -27,8 +30,11 @@
 // (an OpenAI error body's fields) does not matter, boxing them would only add noise.
 #![allow(clippy::result_large_err)]
 
+pub mod access_log;
 pub mod admin;
 pub mod api_error;
+pub mod auth;
+pub mod client_limits;
 pub use tamma_registry::server_config as config;
 pub mod host_guard;
 pub mod limits;
@@ -116,6 +122,10 @@ pub struct AppState {
     pub started_unix: u64,
     /// Bound to a loopback address: only loopback `Host` names are answered.
     pub loopback_only: bool,
+    /// The client keys of the section in force.
+    pub keys: Arc<auth::KeyRingCache>,
+    /// Per-key limits and their counters.
+    pub client_limits: Arc<client_limits::ClientLimits>,
 }
 
 /// What a server run did.
@@ -201,6 +211,24 @@ impl Server {
         } else {
             AdminAuth::Disabled
         };
+        let config = Arc::new(config);
+        let keys = auth::KeyRingCache::new(config.clone(), is_loopback(&local));
+        let ring = keys.get(&config);
+        problems.extend(ring.problems.iter().cloned());
+        if !is_loopback(&local) && ring.policies.is_empty() && config.auth.required != Some(false) {
+            problems.push(format!(
+                "{local} is not a loopback address and no client keys are configured, so anyone who reaches it could spend the providers' keys: add one ([[server.keys]] name = \"team-a\", key = {{ env = \"TEAM_A_KEY\" }}), or write `[server.auth] required = false` to serve without keys"
+            ));
+        }
+        let started = Instant::now();
+        let metrics = Arc::new(Metrics::new(registry.clone(), started));
+        let client_limits = match client_limits::ClientLimits::new(&config, metrics.clone()) {
+            Ok(l) => Arc::new(l),
+            Err(e) => {
+                problems.push(e);
+                return Err(Error::new(ErrorCode::InvalidConfig, problems.join("; ")));
+            }
+        };
         if !problems.is_empty() {
             return Err(Error::new(ErrorCode::InvalidConfig, problems.join("; ")));
         }
@@ -209,14 +237,13 @@ impl Server {
         if options.discovery_finished {
             readiness.mark_discovery_finished();
         }
-        let started = Instant::now();
         let state = AppState {
-            metrics: Arc::new(Metrics::new(registry.clone(), started)),
+            metrics,
             registry,
             limiter: Arc::new(Semaphore::new(
                 config.limits.max_concurrent_requests as usize,
             )),
-            config: LiveConfig::new(config),
+            config: LiveConfig::from_arc(config),
             routes: routing::RouteCache::default(),
             readiness,
             admin_auth,
@@ -224,6 +251,8 @@ impl Server {
             started,
             started_unix: tamma_sandbox::time::now_unix_secs(),
             loopback_only: is_loopback(&local),
+            keys: Arc::new(keys),
+            client_limits,
         };
         Ok(Server {
             state,
@@ -268,6 +297,10 @@ impl Server {
             shutdown_tx,
         } = self;
         let limits = state.config.load().limits.clone();
+        if state.client_limits.store_kind() != "local" {
+            let l = state.client_limits.clone();
+            tokio::spawn(async move { l.warm_up().await });
+        }
         let svc = TowerToHyperService::new(router(state.clone()));
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new())
@@ -412,10 +445,16 @@ impl RunningServer {
 
 /// The routes.
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
+    let v1 = Router::new()
         .route("/v1/chat/completions", post(openai_api::chat_completions))
         .route("/v1/models", get(openai_api::list_models))
         .route("/v1/models/{*id}", get(openai_api::get_model))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::guard,
+        ));
+    let api = Router::new()
+        .merge(v1)
         .nest("/admin/v1", admin::router(state.clone()))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -4,7 +4,8 @@
 //!
 //! Some settings are read once, when the server binds and starts its accept loop:
 //! the listen address, the connection and concurrency ceilings, the header read
-//! timeout and the admin tokens. A new file keeps the running values of those and
+//! timeout, the admin tokens and the limits store. Client keys and their
+//! policies are read per request (see `auth::KeyRingCache`). A new file keeps the running values of those and
 //! says which ones differ ([`LiveConfig::apply`]); everything else — routes,
 //! body limits, timeouts read per request, the shutdown grace — takes effect on
 //! the next request.
@@ -48,6 +49,7 @@ fn restart_only(a: &ServerConfig, b: &ServerConfig) -> Vec<&'static str> {
             a.limits.header_read_timeout_ms != b.limits.header_read_timeout_ms,
         ),
         ("server.admin", a.admin != b.admin),
+        ("server.limits_store", a.limits_store != b.limits_store),
     ]
     .into_iter()
     .filter_map(|(name, differs)| differs.then_some(name))
@@ -59,6 +61,13 @@ impl LiveConfig {
     pub fn new(config: ServerConfig) -> Self {
         LiveConfig {
             current: Arc::new(ArcSwap::from_pointee(config)),
+        }
+    }
+
+    /// Start from a section already shared.
+    pub fn from_arc(config: Arc<ServerConfig>) -> Self {
+        LiveConfig {
+            current: Arc::new(ArcSwap::new(config)),
         }
     }
 
@@ -80,6 +89,7 @@ impl LiveConfig {
             next.limits.max_connections = cur.limits.max_connections;
             next.limits.header_read_timeout_ms = cur.limits.header_read_timeout_ms;
             next.admin = cur.admin.clone();
+            next.limits_store = cur.limits_store.clone();
             Arc::new(next.clone())
         });
         pending

@@ -19,6 +19,8 @@ use serde_json::{json, Map, Value};
 use tracing::Instrument as _;
 
 use super::api_error::ApiError;
+use super::auth::{self, Caller};
+use super::client_limits::{self, Ticket};
 use super::routing::{self, Plan, Started};
 use super::{read_body, sse, AppState};
 use tamma_registry::registry::ProviderState;
@@ -447,6 +449,11 @@ impl ChunkWriter {
         out
     }
 
+    /// The usage the provider reported, once it has.
+    pub fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+
     /// The payloads of the finishing events (finish chunk, usage chunk); once.
     pub fn finish(&mut self, f: FinishReason) -> Vec<String> {
         if self.finished {
@@ -474,6 +481,8 @@ impl ChunkWriter {
 /// `POST /v1/chat/completions`
 pub async fn chat_completions(State(state): State<AppState>, req: Request<Body>) -> Response {
     let started = Instant::now();
+    let caller = auth::caller_of(&req);
+    let access = auth::access_of(&req);
     // One version of the `[server]` section for the whole request: its body
     // limit and its routes come from the same file.
     let config = state.config.load();
@@ -489,12 +498,31 @@ pub async fn chat_completions(State(state): State<AppState>, req: Request<Body>)
         Ok(p) => p,
         Err(e) => return finish_error(&state, started, "", e),
     };
+    // Client keys: the model must be allowed and the key's limits not spent,
+    // before any provider is called.
+    let mut ticket = match client_limits::admit_request(&state, &caller, &plan, access).await {
+        Ok(t) => t,
+        Err(e) => return finish_error(&state, started, "", e),
+    };
+    if let Some(a) = ticket.access() {
+        a.update(|f| f.stream = chat.stream);
+    }
     if chat.stream {
-        stream_completion(state, started, chat, plan).await
+        stream_completion(state, started, chat, plan, ticket).await
     } else {
         let (served, result) = routing::complete(&state, &plan, &chat.request).await;
+        record_attempts(&ticket, &served);
         let mut r = match result {
             Ok((target, resp)) => {
+                let label = client_limits::model_label(&state, &target.provider, &target.model);
+                ticket
+                    .charge(
+                        &target.provider,
+                        &label,
+                        u64::from(resp.usage.input_tokens),
+                        u64::from(resp.usage.output_tokens),
+                    )
+                    .await;
                 let model = format!(
                     "{}/{}",
                     target.provider,
@@ -536,6 +564,14 @@ pub async fn chat_completions(State(state): State<AppState>, req: Request<Body>)
     }
 }
 
+/// The access log names how many provider calls the answer took.
+fn record_attempts(ticket: &Ticket, served: &routing::Served) {
+    if let Some(a) = ticket.access() {
+        let attempts = served.attempts;
+        a.update(|f| f.attempts = Some(attempts));
+    }
+}
+
 fn finish_error(state: &AppState, started: Instant, provider: &str, e: ApiError) -> Response {
     state.metrics.record_request(
         "chat_completions",
@@ -558,10 +594,12 @@ async fn stream_completion(
     started: Instant,
     chat: ChatRequest,
     plan: Plan,
+    mut ticket: Ticket,
 ) -> Response {
     // Fallback happens here, before the response is committed: a target's stream
     // is only taken once its first chunk (or its clean end) has arrived.
     let (served, result) = routing::start_stream(&state, &plan, &chat.request).await;
+    record_attempts(&ticket, &served);
     let Started {
         target,
         mut stream,
@@ -586,12 +624,28 @@ async fn stream_completion(
     resp.extensions_mut().insert(served);
     let mut writer = ChunkWriter::new(model, chat.include_usage);
     let st = state.clone();
+    // What a stream cut short is charged when its usage never came.
+    let prompt_chars: usize = chat.request.messages.iter().map(|m| m.content.len()).sum();
+    let label = client_limits::model_label(&state, &target.provider, &target.model);
     // The producer keeps the request's span (its request id) for its logs.
     tokio::spawn(
         async move {
             let provider = target.provider.clone();
             let mut next = first.map(Ok);
             let mut client_gone = false;
+            let mut sent_chars = 0usize;
+            // Charged once: at the clean end before `[DONE]` (so a client's next
+            // request sees it), otherwise when the loop ends.
+            let charge = |writer: &ChunkWriter, sent_chars: usize| {
+                let (input, output) = match writer.usage() {
+                    Some(u) => (u64::from(u.input_tokens), u64::from(u.output_tokens)),
+                    None => (
+                        client_limits::estimate_tokens(prompt_chars),
+                        client_limits::estimate_tokens(sent_chars),
+                    ),
+                };
+                (input, output)
+            };
             loop {
                 let item = match next.take() {
                     Some(i) => i.map(Some),
@@ -599,6 +653,7 @@ async fn stream_completion(
                 };
                 match item {
                     Ok(Some(chunk)) => {
+                        sent_chars += chunk.delta.len();
                         for json in writer.events(&chunk) {
                             if tx
                                 .send_timeout(sse::data(&json), STALLED_CLIENT)
@@ -614,6 +669,8 @@ async fn stream_completion(
                         }
                     }
                     Ok(None) => {
+                        let (input, output) = charge(&writer, sent_chars);
+                        ticket.charge(&provider, &label, input, output).await;
                         let mut tail: Vec<_> = writer
                             .finish(FinishReason::Stop)
                             .iter()
@@ -643,7 +700,13 @@ async fn stream_completion(
             }
             if client_gone {
                 st.metrics.record_error(&provider, "client_disconnected");
+                if let Some(a) = ticket.access() {
+                    a.update(|f| f.client_gone = true);
+                }
             }
+            let (input, output) = charge(&writer, sent_chars);
+            ticket.charge(&provider, &label, input, output).await;
+            ticket.release();
             st.metrics
                 .record_request("chat_completions", &provider, 200, started.elapsed());
             drop(stream);
@@ -654,7 +717,11 @@ async fn stream_completion(
 }
 
 /// `GET /v1/models`
-pub async fn list_models(State(state): State<AppState>) -> Response {
+pub async fn list_models(
+    State(state): State<AppState>,
+    caller: Option<axum::Extension<Caller>>,
+) -> Response {
+    let caller = caller.map(|c| c.0).unwrap_or_default();
     let mut data = Vec::new();
     for s in state.registry.snapshot() {
         if s.state != ProviderState::Ready {
@@ -662,6 +729,9 @@ pub async fn list_models(State(state): State<AppState>) -> Response {
         }
         let created = s.registered_at_unix_ms / 1000;
         for m in &s.capabilities.models {
+            if !caller.allows_id(&format!("{}/{}", s.name, m.id)) {
+                continue;
+            }
             data.push(model_json(
                 &format!("{}/{}", s.name, m.id),
                 created,
@@ -671,6 +741,9 @@ pub async fn list_models(State(state): State<AppState>) -> Response {
         }
     }
     for name in state.config.load().routes.keys() {
+        if !caller.allows_id(name) {
+            continue;
+        }
         data.push(json!({
             "id": name,
             "object": "model",
@@ -706,7 +779,17 @@ fn model_json(
 }
 
 /// `GET /v1/models/{id}` (the id contains a `/`).
-pub async fn get_model(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+pub async fn get_model(
+    State(state): State<AppState>,
+    caller: Option<axum::Extension<Caller>>,
+    Path(id): Path<String>,
+) -> Response {
+    let caller = caller.map(|c| c.0).unwrap_or_default();
+    if !caller.allows_id(&id) {
+        // As if it did not exist: a key learns nothing of models it may not use.
+        return ApiError::model_not_found(format!("the model {id:?} does not exist"))
+            .into_response();
+    }
     if state.config.load().routes.contains_key(&id) {
         return json_response(
             StatusCode::OK,

@@ -4,10 +4,12 @@
 //! | module | what it is |
 //! |---|---|
 //! | [`client`] | a small HTTP/1.1 client over one keep-alive connection |
+//! | [`redis_server`] | a real `redis-server` on a free loopback port |
 //! | [`bench`] | sandbox entry points measured in isolation, and a bare wasmtime baseline |
 
 #![allow(missing_docs)]
 
 pub mod client;
+pub mod redis_server;
 
 pub use tamma_sandbox::bench_support as bench;

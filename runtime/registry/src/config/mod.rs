@@ -13,6 +13,7 @@
 //! | `provider` | `[providers.NAME]` and `[plugins.NAME]` entries, secret references, components |
 //! | `discovery` | the `[discovery]` section |
 //! | [`server`] | the `[server]` section (also `tamma_registry::server_config`) |
+//! | `keys` | `[server.auth]`, `[[server.keys]]`, `[server.limits_store]` (re-exported from [`server`]) |
 //! | `load` | reading a file or a text: [`Format`], [`Config::load`], [`Config::check_file`] |
 //! | `problem` | what checking reports: [`Check`], [`Problem`], [`ConfigCheck`] |
 //! | `document` | the parsed TOML or JSON document that remembers the line of every key and value |
@@ -51,6 +52,7 @@ use crate::registry_config::{HealthConfig, LifecycleConfig, RegistryConfig};
 pub(crate) mod checker;
 mod discovery;
 pub(crate) mod document;
+mod keys;
 mod load;
 mod problem;
 mod provider;

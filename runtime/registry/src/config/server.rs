@@ -30,6 +30,10 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::keys::{
+    AuthConfig, Budget, BudgetPeriod, ClientKey, LimitsStoreConfig, OnStoreError, StoreUrl,
+};
+
 /// Default listen address: loopback only, so a bare `tamma serve` is not exposed.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
@@ -53,6 +57,14 @@ pub struct ServerConfig {
     /// they are cut off, ms. Default 30 000. (The registry's own shutdown follows,
     /// bounded by `registry.lifecycle.shutdown_timeout_ms`.)
     pub shutdown_grace_ms: u64,
+    /// Whether `/v1` needs a client key (`[server.auth]`).
+    pub auth: AuthConfig,
+    /// Client API keys and their policies (`[[server.keys]]`).
+    pub keys: Vec<ClientKey>,
+    /// Where rate limits and budgets are counted so that replicas share them
+    /// (`[server.limits_store]`). Unset: each replica counts alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limits_store: Option<LimitsStoreConfig>,
 }
 
 impl Default for ServerConfig {
@@ -63,6 +75,9 @@ impl Default for ServerConfig {
             admin: AdminConfig::default(),
             routes: BTreeMap::new(),
             shutdown_grace_ms: 30_000,
+            auth: AuthConfig::default(),
+            keys: Vec::new(),
+            limits_store: None,
         }
     }
 }
@@ -353,6 +368,7 @@ impl ServerConfig {
                 _ => {}
             }
         }
+        super::keys::validate(&self.keys, self.limits_store.as_ref(), &mut p);
         for (name, route) in &self.routes {
             let at = format!("server.routes.{name}");
             if name.is_empty() || name.contains('/') || name.len() > 128 {

@@ -11,6 +11,7 @@
 //! prometheus-client writes OpenMetrics; [`text_format`] turns that into the
 //! 0.0.4 text this endpoint has always served.
 
+pub mod keys;
 pub mod labels;
 #[cfg(target_os = "linux")]
 pub mod process;
@@ -52,6 +53,8 @@ pub struct Metrics {
     pub routes: routes::RouteMetrics,
     /// Requests answered, all endpoints: a family cannot be summed.
     answered: AtomicU64,
+    /// Usage per client key (`keys.rs`).
+    pub keys: keys::KeyMetrics,
 }
 
 impl Metrics {
@@ -120,6 +123,7 @@ impl Metrics {
             "1, labelled with the tamma version and the wasmtime version it runs on",
             build,
         );
+        let keys = keys::KeyMetrics::register(&mut registry);
         registry.register_collector(Box::new(providers::ProviderCollector::new(providers)));
         registry.register_collector(Box::new(uptime::UptimeCollector::new(started)));
         #[cfg(target_os = "linux")]
@@ -136,6 +140,7 @@ impl Metrics {
             connections_total,
             routes,
             answered: AtomicU64::new(0),
+            keys,
         }
     }
 
