@@ -6,7 +6,7 @@ TAMMA        := target/debug/tamma
 HOST_CRATES  := tamma-sandbox tamma-registry tamma-server tamma tamma-test-support tamma-e2e tamma-mock-upstream
 NOT_HOST     := $(foreach c,$(HOST_CRATES),--exclude $(c))
 
-.PHONY: all setup lint-tools guests guests-js guests-py build demo test bench fmt lint clean
+.PHONY: all setup lint-tools test-tools guests guests-js guests-py build demo test bench fmt lint clean
 
 all: build
 
@@ -88,14 +88,22 @@ $(PY_TEST_TOOLS): tests/requirements.txt
 	$(PY_TEST_VENV)/bin/pip install --quiet --disable-pip-version-check -r $<
 	@touch $@
 
-test: guests $(PY_TEST_TOOLS)
+# promtool (Debian's `prometheus` package) checks /metrics and the alert rules
+# in deploy/ (runtime/cli/tests/serve_ops.rs).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+test-tools:
+	@command -v promtool >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus; }
+
+test: guests $(PY_TEST_TOOLS) test-tools
 	$(CARGO) test
 	$(CARGO) test -p tamma-guest-sdk -p tamma-guest-openai -p tamma-guest-anthropic
+	tests/image/build-image-test.sh
 
 ## bench: benchmarks (release build); prints `bench: <name> <value> <unit>` lines
 bench: guests
 	$(CARGO) bench -p tamma-e2e
-	$(CARGO) bench -p tamma --bench startup
+	$(CARGO) bench -p tamma --bench startup --bench telemetry
 
 fmt:
 	$(CARGO) fmt --all

@@ -8,11 +8,11 @@
 //! | [`routing`] | which provider answers, and fallback between a route's targets |
 //! | [`admin`] | `/admin/v1`: providers, registration, lifecycle, events; bearer auth |
 //! | [`probes`] | `/healthz`, `/readyz`, `/metrics` |
-//! | [`metrics`] | metric families, collectors and the Prometheus text |
+//! | [`metrics`] | metric families (`genai`: time to first token by model), collectors and the Prometheus text |
 //! | [`live_config`] | the `[server]` section swapped whole when the file changes |
 //! | [`limits`] | concurrency, body size and body time limits |
 //! | [`host_guard`] | loopback servers answer loopback `Host` names only |
-//! | [`request_tracing`] | `x-request-id`, the per-request span, the access log |
+//! | [`request_tracing`] | `x-request-id`, the per-request span (`traceparent` continued, GenAI attributes), the access log |
 //! | [`sse`] | server-sent events |
 //! | [`api_error`] | OpenAI-shaped errors and the status mapping |
 //!
@@ -62,8 +62,8 @@ pub use config::ServerConfig;
 pub(crate) use limits::read_body;
 
 use admin::{AdminAuth, ResolvedToken};
-pub use live_config::LiveConfig;
 use api_error::ApiError;
+pub use live_config::LiveConfig;
 use metrics::Metrics;
 use tamma_registry::lifecycle::ShutdownReport;
 use tamma_registry::registry::Registry;

@@ -19,6 +19,8 @@ use serde_json::{json, Map, Value};
 use tracing::Instrument as _;
 
 use super::api_error::ApiError;
+use super::metrics::genai::model_label;
+use super::request_tracing::genai;
 use super::routing::{self, Plan, Started};
 use super::{read_body, sse, AppState};
 use tamma_registry::registry::ProviderState;
@@ -474,7 +476,13 @@ impl ChunkWriter {
 /// `POST /v1/chat/completions`
 pub async fn chat_completions(State(state): State<AppState>, req: Request<Body>) -> Response {
     let started = Instant::now();
-    let body = match read_body(&state, req.into_body(), state.config.load().limits.max_body_bytes).await {
+    let body = match read_body(
+        &state,
+        req.into_body(),
+        state.config.load().limits.max_body_bytes,
+    )
+    .await
+    {
         Ok(b) => b,
         Err(e) => return finish_error(&state, started, "", e),
     };
@@ -482,6 +490,8 @@ pub async fn chat_completions(State(state): State<AppState>, req: Request<Body>)
         Ok(c) => c,
         Err(e) => return finish_error(&state, started, "", e),
     };
+    let span = tracing::Span::current();
+    genai::request(&span, &chat.model, chat.stream);
     let plan = match routing::plan(&state, &chat.model) {
         Ok(p) => p,
         Err(e) => return finish_error(&state, started, "", e),
@@ -500,6 +510,8 @@ pub async fn chat_completions(State(state): State<AppState>, req: Request<Body>)
                         &resp.model
                     }
                 );
+                genai::target(&span, &target.provider, &model);
+                genai::outcome(&span, Some(&resp.usage), Some(resp.finish_reason));
                 let body = completion_json(
                     &completion_id(),
                     &model,
@@ -531,6 +543,10 @@ pub async fn chat_completions(State(state): State<AppState>, req: Request<Body>)
 }
 
 fn finish_error(state: &AppState, started: Instant, provider: &str, e: ApiError) -> Response {
+    genai::error(
+        &tracing::Span::current(),
+        e.code.as_deref().unwrap_or(e.kind),
+    );
     state.metrics.record_request(
         "chat_completions",
         provider,
@@ -566,10 +582,23 @@ async fn stream_completion(
             return finish_error(&state, started, &provider, e);
         }
     };
+    if first.is_some() {
+        let label = model_label(
+            &state.registry,
+            &target.provider,
+            &target.model,
+            plan.route.is_some(),
+        );
+        state
+            .metrics
+            .record_time_to_first_token(&target.provider, label, started.elapsed());
+    }
     let model = match &first {
         Some(c) if !c.model.is_empty() => format!("{}/{}", target.provider, c.model),
         _ => format!("{}/{}", target.provider, target.model),
     };
+    let span = tracing::Span::current();
+    genai::target(&span, &target.provider, &model);
     let (tx, mut resp) = sse::channel(32);
     if let Ok(v) = HeaderValue::from_str(&target.provider) {
         resp.headers_mut().insert("x-tamma-provider", v);
@@ -582,6 +611,7 @@ async fn stream_completion(
             let provider = target.provider.clone();
             let mut next = first.map(Ok);
             let mut client_gone = false;
+            let (mut usage, mut finish) = (None, None);
             loop {
                 let item = match next.take() {
                     Some(i) => i.map(Some),
@@ -589,6 +619,8 @@ async fn stream_completion(
                 };
                 match item {
                     Ok(Some(chunk)) => {
+                        usage = chunk.usage.or(usage);
+                        finish = chunk.finish_reason.or(finish);
                         for json in writer.events(&chunk) {
                             if tx
                                 .send_timeout(sse::data(&json), STALLED_CLIENT)
@@ -604,6 +636,11 @@ async fn stream_completion(
                         }
                     }
                     Ok(None) => {
+                        genai::outcome(
+                            &span,
+                            usage.as_ref(),
+                            Some(finish.unwrap_or(FinishReason::Stop)),
+                        );
                         let mut tail: Vec<_> = writer
                             .finish(FinishReason::Stop)
                             .iter()
@@ -622,6 +659,7 @@ async fn stream_completion(
                         // Mid-stream: an in-band error event, and no [DONE], so a client
                         // can never take a cut answer for a whole one.
                         let api = ApiError::from(&e);
+                        genai::error(&span, api.code.as_deref().unwrap_or(api.kind));
                         st.metrics
                             .record_error(&provider, api.code.as_deref().unwrap_or("error"));
                         let _ = tx

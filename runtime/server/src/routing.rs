@@ -140,7 +140,9 @@ where
             Ok(h) => {
                 let mut r = req.clone();
                 r.model = t.model.clone();
-                call(h, r).await
+                // One span per attempt (DEBUG: exported traces show each try).
+                let attempt = tracing::debug_span!("route_attempt", provider = %t.provider, model = %t.model, attempt = i);
+                call(h, r).instrument(attempt).await
             }
             Err(e) => Err(e),
         };

@@ -11,6 +11,7 @@
 //! prometheus-client writes OpenMetrics; [`text_format`] turns that into the
 //! 0.0.4 text this endpoint has always served.
 
+pub mod genai;
 pub mod labels;
 #[cfg(target_os = "linux")]
 pub mod process;
@@ -47,6 +48,7 @@ pub struct Metrics {
     in_flight: Gauge,
     connections: Gauge,
     connections_total: Counter,
+    genai: genai::GenAiMetrics,
     /// Requests answered, all endpoints: a family cannot be summed.
     answered: AtomicU64,
 }
@@ -116,6 +118,7 @@ impl Metrics {
             "1, labelled with the tamma version and the wasmtime version it runs on",
             build,
         );
+        let genai = genai::GenAiMetrics::register(&mut registry);
         registry.register_collector(Box::new(providers::ProviderCollector::new(providers)));
         registry.register_collector(Box::new(uptime::UptimeCollector::new(started)));
         #[cfg(target_os = "linux")]
@@ -130,6 +133,7 @@ impl Metrics {
             in_flight,
             connections,
             connections_total,
+            genai,
             answered: AtomicU64::new(0),
         }
     }
@@ -154,6 +158,12 @@ impl Metrics {
         self.requests.get_or_create(&labels).inc();
         self.durations.get_or_create(&labels).observe(secs);
         self.answered.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A stream's first chunk arrived `d` after its request; `model` is already
+    /// bounded ([`genai::model_label`]).
+    pub fn record_time_to_first_token(&self, provider: &str, model: &str, d: Duration) {
+        self.genai.record_time_to_first_token(provider, model, d);
     }
 
     /// An error answered to a client (before or during a stream), by code.
