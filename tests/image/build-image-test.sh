@@ -21,27 +21,31 @@ cleanup() {
 trap cleanup EXIT
 
 git clone --quiet --no-hardlinks "$root" "$tmp/src"
-# The build context: what .dockerignore lets through.
+# The build context: what .dockerignore lets through (`!` lines re-include).
 (
     cd "$tmp/src"
     shopt -s globstar nullglob dotglob
-    keep=()
+    mkdir "$tmp/keep"
+    patterns=()
     while IFS= read -r line; do
         line=${line%%#*}
         line=${line%"${line##*[![:space:]]}"}
         [ -z "$line" ] && continue
         if [ "${line:0:1}" = "!" ]; then
-            keep+=("${line:1}")
-            continue
+            # shellcheck disable=SC2206 # the pattern is meant to glob
+            kept=(${line:1})
+            [ ${#kept[@]} -gt 0 ] && cp -a --parents -- "${kept[@]}" "$tmp/keep/"
+        else
+            patterns+=("$line")
         fi
-        # shellcheck disable=SC2206 # the pattern is meant to glob
-        matches=($line)
-        [ ${#matches[@]} -gt 0 ] && rm -rf -- "${matches[@]}"
     done < .dockerignore
-    for k in "${keep[@]}"; do
-        git checkout --quiet -- "$k"
+    for p in "${patterns[@]}"; do
+        # shellcheck disable=SC2206 # the pattern is meant to glob
+        matches=($p)
+        [ ${#matches[@]} -gt 0 ] && rm -rf -- "${matches[@]}"
     done
-    test ! -e target && test ! -e guests/js-sdk && test ! -e .git
+    cp -a "$tmp/keep/." .
+    test ! -e target && test ! -e guests/js-sdk && test ! -e .git && test -e README.md
 )
 
 CARGO_TARGET_DIR="$root/target" TAMMA_BUILD_PROFILE=dev \
