@@ -6,7 +6,7 @@ TAMMA        := target/debug/tamma
 HOST_CRATES  := tamma-sandbox tamma-registry tamma-server tamma tamma-test-support tamma-e2e tamma-mock-upstream
 NOT_HOST     := $(foreach c,$(HOST_CRATES),--exclude $(c))
 
-.PHONY: all setup lint-tools guests guests-js guests-py build demo test test-services bench fmt lint clean
+.PHONY: all setup lint-tools test-tools guests guests-js guests-py build demo test test-services bench fmt lint clean
 
 all: build
 
@@ -94,14 +94,21 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 test-services:
 	@command -v redis-server >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server; }
 
-test: guests $(PY_TEST_TOOLS) test-services
+# promtool (Debian's `prometheus` package) checks /metrics and the alert rules
+# in deploy/ (runtime/cli/tests/serve_ops.rs).
+test-tools:
+	@command -v promtool >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus; }
+
+test: guests $(PY_TEST_TOOLS) test-services test-tools
 	$(CARGO) test
 	$(CARGO) test -p tamma-guest-sdk -p tamma-guest-openai -p tamma-guest-anthropic
+	tests/image/build-image-test.sh
 
 ## bench: benchmarks (release build); prints `bench: <name> <value> <unit>` lines
-bench: guests
+bench: guests $(PY_TEST_TOOLS) test-services
 	$(CARGO) bench -p tamma-e2e
-	$(CARGO) bench -p tamma --bench startup
+	$(CARGO) bench -p tamma --bench startup --bench telemetry
 
 fmt:
 	$(CARGO) fmt --all

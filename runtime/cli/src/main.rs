@@ -2,24 +2,13 @@
 
 mod builtins;
 mod cli;
+mod logging;
+mod telemetry;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 fn main() {
     let cli = cli::Cli::parse();
-    // Logs go to stderr so stdout carries only answers; `TAMMA_LOG` sets the filter.
-    if let cli::Command::Serve(args) = &cli.command {
-        // The server logs at `info` by default, as text or JSON (`--log-format`).
-        cli::serve::init_logging(args.log_format);
-    } else {
-        let filter =
-            EnvFilter::try_from_env("TAMMA_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .init();
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -30,6 +19,34 @@ fn main() {
             std::process::exit(1);
         }
     };
+    // Logs go to stderr so stdout carries only answers; `TAMMA_LOG` sets the filter.
+    let telemetry = if let cli::Command::Serve(args) = &cli.command {
+        // The server logs at `info` by default, as text or JSON (`--log-format`),
+        // and exports traces when the OTEL_* variables ask for it (on this
+        // runtime, hence inside it).
+        let _in_runtime = runtime.enter();
+        match telemetry::from_env() {
+            Ok(Some((telemetry, layer))) => {
+                logging::init(args.log_format, "info", Some(layer));
+                Some(telemetry)
+            }
+            Ok(None) => {
+                logging::init(args.log_format, "info", None);
+                None
+            }
+            Err(e) => {
+                eprintln!("error: INVALID_CONFIG: {e}");
+                std::process::exit(2);
+            }
+        }
+    } else {
+        logging::init(logging::LogFormat::Text, "warn", None);
+        None
+    };
     let code = runtime.block_on(cli::main(cli));
+    // The runtime's workers still run: the last exports go out on them.
+    if let Some(t) = telemetry {
+        t.shutdown();
+    }
     std::process::exit(code);
 }

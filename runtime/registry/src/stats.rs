@@ -12,8 +12,13 @@ use serde::Serialize;
 use tamma_sandbox::error::ErrorCode;
 
 /// Upper bounds of the latency buckets, seconds.
-pub const LATENCY_BUCKETS: [f64; 14] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
+///
+/// They reach 600 s: past every default deadline (a call's 60 s, the egress
+/// first byte's 60 s and total 300 s), so a call cut off by a timeout still
+/// lands in a finite bucket and its quantiles stay readable.
+pub const LATENCY_BUCKETS: [f64; 19] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 120.0, 300.0, 600.0,
 ];
 
 /// Counters of one provider's calls.
@@ -146,16 +151,19 @@ mod tests {
         s.record(Duration::from_micros(300), None);
         s.record(Duration::from_millis(30), Some(ErrorCode::Timeout));
         s.record(Duration::from_secs(120), Some(ErrorCode::Timeout));
+        s.record(Duration::from_secs(900), Some(ErrorCode::Timeout));
         let snap = s.snapshot();
-        assert_eq!(snap.calls, 3);
-        assert_eq!(snap.failures, 2);
-        assert_eq!(snap.errors.get("TIMEOUT"), Some(&2));
+        assert_eq!(snap.calls, 4);
+        assert_eq!(snap.failures, 3);
+        assert_eq!(snap.errors.get("TIMEOUT"), Some(&3));
         assert_eq!(snap.latency_buckets[0], 1);
         assert_eq!(snap.latency_buckets[6], 2, "≤ 50 ms");
+        let at_120 = LATENCY_BUCKETS.iter().position(|b| *b == 120.0).unwrap();
+        assert_eq!(snap.latency_buckets[at_120], 3, "a 120 s call has a bucket");
         assert_eq!(
             *snap.latency_buckets.last().unwrap(),
-            2,
-            "120 s is beyond the last bucket"
+            3,
+            "900 s is beyond the last bucket (600 s)"
         );
     }
 }

@@ -217,6 +217,29 @@ impl ResourceLimiter for Limiter {
     }
 }
 
+/// A guest's log message as the host logs it: at most 4096 characters, control
+/// characters (newlines included) escaped as `\n`, `\u{1b}`, ….
+pub(crate) fn sanitize_message(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(4096));
+    for c in message.chars().take(4096) {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A guest's log fields as one JSON object (later keys win, as in a map).
+pub(crate) fn guest_fields_json(fields: &[(String, String)]) -> String {
+    let map: serde_json::Map<String, serde_json::Value> = fields
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    serde_json::Value::Object(map).to_string()
+}
+
 /// Error raised inside `log` when the per-call cap is exceeded; it traps the guest.
 #[derive(Debug)]
 pub(crate) struct LogLimitExceeded;
@@ -247,35 +270,29 @@ impl wit_host::Host for HostState {
         }
         self.log_records_left -= 1;
         self.log_bytes_left -= size;
-        // Guest text is untrusted: it goes into fields, Debug-escaped, never into the
-        // format string, and is truncated.
-        let message: String = message.chars().take(4096).collect();
-        let fields = if fields.is_empty() {
-            String::new()
-        } else {
-            fields
-                .iter()
-                .map(|(k, v)| format!("{k:?}={v:?}"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
+        // Guest text is untrusted. The message is truncated and its control
+        // characters escaped, so a guest cannot forge host log lines in the text
+        // format; it is passed as a format argument, never as the format string.
+        // The fields become one JSON object (serde_json escapes them), which the
+        // JSON log format embeds as an object: `"fields": {"k": "v"}`.
+        let message = sanitize_message(&message);
+        let fields = guest_fields_json(&fields);
         let provider = &*self.provider;
-        // `?` (Debug) escapes newlines and quotes, so a guest cannot forge host log lines.
         match level {
             LogLevel::Trace => {
-                tracing::trace!(target: "tamma::guest", provider, fields, guest_message = ?message)
+                tracing::trace!(target: "tamma::guest", provider, guest = true, fields = %fields, "{message}")
             }
             LogLevel::Debug => {
-                tracing::debug!(target: "tamma::guest", provider, fields, guest_message = ?message)
+                tracing::debug!(target: "tamma::guest", provider, guest = true, fields = %fields, "{message}")
             }
             LogLevel::Info => {
-                tracing::info!(target: "tamma::guest", provider, fields, guest_message = ?message)
+                tracing::info!(target: "tamma::guest", provider, guest = true, fields = %fields, "{message}")
             }
             LogLevel::Warn => {
-                tracing::warn!(target: "tamma::guest", provider, fields, guest_message = ?message)
+                tracing::warn!(target: "tamma::guest", provider, guest = true, fields = %fields, "{message}")
             }
             LogLevel::Error => {
-                tracing::error!(target: "tamma::guest", provider, fields, guest_message = ?message)
+                tracing::error!(target: "tamma::guest", provider, guest = true, fields = %fields, "{message}")
             }
         }
         Ok(())
@@ -286,6 +303,21 @@ impl wit_host::Host for HostState {
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    #[test]
+    fn guest_log_text_cannot_forge_lines_and_fields_are_an_object() {
+        let m = sanitize_message("one\ntwo\u{1b}[31m");
+        assert!(!m.contains('\n') && !m.contains('\u{1b}'), "{m}");
+        assert_eq!(m, "one\\ntwo\\u{1b}[31m");
+        assert_eq!(sanitize_message(&"x".repeat(5000)).len(), 4096);
+        let f: serde_json::Value = serde_json::from_str(&guest_fields_json(&[
+            ("k".into(), "v \"quoted\"\n".into()),
+            ("n".into(), "1".into()),
+        ]))
+        .unwrap();
+        assert_eq!(f, serde_json::json!({"k": "v \"quoted\"\n", "n": "1"}));
+        assert_eq!(guest_fields_json(&[]), "{}");
+    }
 
     #[test]
     fn log_cap_trips_and_resets_per_call() {

@@ -15,7 +15,7 @@
 //! | [`component`] | a compiled, type-checked component ready to instantiate |
 //! | [`sandbox`] | loading, type-checking and instantiating components |
 //! | [`settings`] | what shapes one provider's sandbox: config, limits, egress |
-//! | [`egress`] | the egress policy and the `wasi:http` send hook |
+//! | [`egress`] | the egress policy, the `wasi:http` send hook, the egress span and `traceparent` |
 //! | `bindings` | generated WIT bindings and type conversions (private) |
 //! | `host` | per-instance host state: WASI context, log import, limiter (private) |
 //! | `instance` | one instance in its own `Store`, with guarded calls (private) |

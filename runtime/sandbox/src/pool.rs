@@ -214,6 +214,10 @@ impl InstancePool {
             ));
         }
         let reused = self.idle().pop();
+        let span = tracing::Span::current();
+        if !span.is_disabled() {
+            span.record("instance", if reused.is_some() { "reused" } else { "new" });
+        }
         let inst = match reused {
             Some(i) => i,
             None => self.spawn().await?,

@@ -112,14 +112,16 @@ impl ProviderInstance {
 
     /// Produce a whole completion.
     pub async fn complete(&self, req: &CompletionRequest) -> Result<CompletionResponse> {
-        let span = tracing::debug_span!("provider_call", provider = %self.name(), op = "complete");
+        let span = call_span(self.name(), "complete");
         async {
             let mut lease = self.lease().await?;
-            lease
+            let out = lease
                 .instance()
                 .complete(req)
                 .await
-                .map_err(|e| self.tag(e))
+                .map_err(|e| self.tag(e));
+            record_fuel(lease.instance().last_fuel_used);
+            out
         }
         .instrument(span)
         .await
@@ -127,14 +129,12 @@ impl ProviderInstance {
 
     /// Start a streamed completion. The stream holds one instance until it ends.
     pub async fn stream(&self, req: &CompletionRequest) -> Result<CompletionStream> {
-        let span = tracing::debug_span!("provider_call", provider = %self.name(), op = "stream");
+        let span = call_span(self.name(), "stream");
         async {
             let mut lease = self.lease().await?;
-            let handle = lease
-                .instance()
-                .stream_start(req)
-                .await
-                .map_err(|e| self.tag(e))?;
+            let started = lease.instance().stream_start(req).await;
+            record_fuel(lease.instance().last_fuel_used);
+            let handle = started.map_err(|e| self.tag(e))?;
             Ok(CompletionStream {
                 lease: Some(lease),
                 handle,
@@ -186,6 +186,29 @@ impl ProviderInstance {
     /// Whether `dispose` has started.
     pub fn is_disposed(&self) -> bool {
         self.inner.pool.is_closed()
+    }
+}
+
+/// The span of one guest call: a child of the caller's (a request's, in the
+/// gateway), with the instance (`reused` or `new`, recorded by the pool) and the
+/// fuel the call burnt. DEBUG: enabled when traces are exported or TAMMA_LOG asks.
+fn call_span(provider: &str, op: &'static str) -> tracing::Span {
+    tracing::debug_span!(
+        "provider_call",
+        provider,
+        op,
+        instance = tracing::field::Empty,
+    )
+}
+
+/// The fuel of the call just made, on the current (call) span, as an
+/// OpenTelemetry integer (a `tracing` field recorded on a started span would be
+/// exported as text).
+fn record_fuel(fuel: u64) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let span = tracing::Span::current();
+    if !span.is_disabled() {
+        span.set_attribute("fuel_used", i64::try_from(fuel).unwrap_or(i64::MAX));
     }
 }
 

@@ -11,11 +11,11 @@
 //! | [`access_log`] | one access-log line per `/v1` request |
 //! | [`admin`] | `/admin/v1`: providers, registration, lifecycle, events; bearer auth |
 //! | [`probes`] | `/healthz`, `/readyz`, `/metrics` |
-//! | [`metrics`] | metric families, collectors and the Prometheus text |
+//! | [`metrics`] | metric families (`genai`: time to first token by model), collectors and the Prometheus text |
 //! | [`live_config`] | the `[server]` section swapped whole when the file changes |
 //! | [`limits`] | concurrency, body size and body time limits |
 //! | [`host_guard`] | loopback servers answer loopback `Host` names only |
-//! | [`request_tracing`] | `x-request-id`, the per-request span, the access log |
+//! | [`request_tracing`] | `x-request-id`, the per-request span (`traceparent` continued, GenAI attributes), the access log |
 //! | [`sse`] | server-sent events |
 //! | [`api_error`] | OpenAI-shaped errors and the status mapping |
 //!

@@ -21,6 +21,8 @@ use tracing::Instrument as _;
 use super::api_error::ApiError;
 use super::auth::{self, Caller};
 use super::client_limits::{self, Ticket};
+use super::metrics::genai::model_label;
+use super::request_tracing::genai;
 use super::routing::{self, Plan, Started};
 use super::{read_body, sse, AppState};
 use tamma_registry::registry::ProviderState;
@@ -494,6 +496,8 @@ pub async fn chat_completions(State(state): State<AppState>, req: Request<Body>)
         Ok(c) => c,
         Err(e) => return finish_error(&state, started, "", e),
     };
+    let span = tracing::Span::current();
+    genai::request(&span, &chat.model, chat.stream);
     let plan = match routing::plan(&state, &config, &chat.model) {
         Ok(p) => p,
         Err(e) => return finish_error(&state, started, "", e),
@@ -532,6 +536,8 @@ pub async fn chat_completions(State(state): State<AppState>, req: Request<Body>)
                         &resp.model
                     }
                 );
+                genai::target(&span, &target.provider, &model);
+                genai::outcome(&span, Some(&resp.usage), Some(resp.finish_reason));
                 let body = completion_json(
                     &completion_id(),
                     &model,
@@ -573,6 +579,10 @@ fn record_attempts(ticket: &Ticket, served: &routing::Served) {
 }
 
 fn finish_error(state: &AppState, started: Instant, provider: &str, e: ApiError) -> Response {
+    genai::error(
+        &tracing::Span::current(),
+        e.code.as_deref().unwrap_or(e.kind),
+    );
     state.metrics.record_request(
         "chat_completions",
         provider,
@@ -613,10 +623,23 @@ async fn stream_completion(
             return r;
         }
     };
+    if first.is_some() {
+        let label = model_label(
+            &state.registry,
+            &target.provider,
+            &target.model,
+            plan.route.is_some(),
+        );
+        state
+            .metrics
+            .record_time_to_first_token(&target.provider, label, started.elapsed());
+    }
     let model = match &first {
         Some(c) if !c.model.is_empty() => format!("{}/{}", target.provider, c.model),
         _ => format!("{}/{}", target.provider, target.model),
     };
+    let span = tracing::Span::current();
+    genai::target(&span, &target.provider, &model);
     let (tx, mut resp) = sse::channel(32);
     if let Ok(v) = HeaderValue::from_str(&target.provider) {
         resp.headers_mut().insert("x-tamma-provider", v);
@@ -646,6 +669,7 @@ async fn stream_completion(
                 };
                 (input, output)
             };
+            let (mut usage, mut finish) = (None, None);
             loop {
                 let item = match next.take() {
                     Some(i) => i.map(Some),
@@ -654,6 +678,8 @@ async fn stream_completion(
                 match item {
                     Ok(Some(chunk)) => {
                         sent_chars += chunk.delta.len();
+                        usage = chunk.usage.or(usage);
+                        finish = chunk.finish_reason.or(finish);
                         for json in writer.events(&chunk) {
                             if tx
                                 .send_timeout(sse::data(&json), STALLED_CLIENT)
@@ -669,6 +695,11 @@ async fn stream_completion(
                         }
                     }
                     Ok(None) => {
+                        genai::outcome(
+                            &span,
+                            usage.as_ref(),
+                            Some(finish.unwrap_or(FinishReason::Stop)),
+                        );
                         let (input, output) = charge(&writer, sent_chars);
                         ticket.charge(&provider, &label, input, output).await;
                         let mut tail: Vec<_> = writer
@@ -689,6 +720,7 @@ async fn stream_completion(
                         // Mid-stream: an in-band error event, and no [DONE], so a client
                         // can never take a cut answer for a whole one.
                         let api = ApiError::from(&e);
+                        genai::error(&span, api.code.as_deref().unwrap_or(api.kind));
                         st.metrics
                             .record_error(&provider, api.code.as_deref().unwrap_or("error"));
                         let _ = tx

@@ -9,8 +9,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, ValueEnum};
-use tracing_subscriber::EnvFilter;
+use clap::Args;
 
 use tamma_registry::discovery::{Discovery, DiscoveryOptions};
 use tamma_registry::registry::{ComponentSource, Origin, Registration, Registry};
@@ -21,28 +20,22 @@ use tamma_sandbox::error::{Error, ErrorCode, Result};
 use tamma_sandbox::sandbox::Sandbox;
 use tamma_server::{ServeOptions, Server, ServerConfig};
 
-/// Log line format.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    #[default]
-    Text,
-    /// One JSON object per line.
-    Json,
-}
+pub use crate::logging::LogFormat;
 
 /// `tamma serve` options.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Configuration file (providers, routes, admin tokens, limits).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "TAMMA_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Address to listen on, IP:PORT (default: the config's `server.listen`, else
-    /// 127.0.0.1:8080). Port 0 picks a free port; the real one is printed.
-    #[arg(long, value_name = "ADDR")]
-    pub listen: Option<SocketAddr>,
+    /// Address to listen on, HOST:PORT: an IP address or a name (`localhost:8080`;
+    /// a name's first IPv4 address, else its first address). Default: the
+    /// config's `server.listen`, else 127.0.0.1:8080. Port 0 picks a free port;
+    /// the real one is printed.
+    #[arg(long, value_name = "ADDR", env = "TAMMA_LISTEN", value_parser = parse_listen)]
+    pub listen: Option<String>,
     /// Log format on stderr. The level comes from `TAMMA_LOG` (default `info`).
-    #[arg(long = "log-format", value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long = "log-format", value_enum, default_value_t = LogFormat::Text, env = "TAMMA_LOG_FORMAT")]
     pub log_format: LogFormat,
     /// Serve the admin API without tokens (development only; loopback addresses
     /// only, and ignored when tokens are configured).
@@ -53,19 +46,43 @@ pub struct ServeArgs {
     pub cache_dir: Option<PathBuf>,
 }
 
-/// Set up logging for `tamma serve`: stderr, text or JSON, level from `TAMMA_LOG`
-/// (default `info`).
-pub fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("TAMMA_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+/// `--listen` at parse time: HOST:PORT (or [IPv6]:PORT), so that a typo is a
+/// usage error (exit 2); the name is resolved when the server binds.
+fn parse_listen(s: &str) -> std::result::Result<String, String> {
+    if s.parse::<SocketAddr>().is_ok() {
+        return Ok(s.to_string());
+    }
+    match s.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(s.to_string()),
+        _ => Err(format!(
+            "{s:?} is not HOST:PORT (e.g. 127.0.0.1:8080, localhost:8080, [::1]:8080)"
+        )),
+    }
+}
+
+/// `--listen`: an address, or a name resolved now.
+async fn resolve_listen(listen: &str) -> Result<SocketAddr> {
+    if let Ok(addr) = listen.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let bad = |why: String| {
+        Error::new(
+            ErrorCode::InvalidConfig,
+            format!("--listen {listen:?}: {why} (expected HOST:PORT, e.g. 127.0.0.1:8080 or localhost:8080)"),
+        )
     };
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(listen)
+        .await
+        .map_err(|e| bad(e.to_string()))?
+        .collect();
+    // IPv4 first: `localhost` often lists ::1 first, and a server bound there
+    // alone would refuse clients that dial 127.0.0.1.
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| bad("the name has no address".into()))
 }
 
 /// What the config file gives the server.
@@ -100,16 +117,13 @@ fn load_config(path: Option<&PathBuf>) -> Result<Loaded> {
             ErrorCode::InvalidConfig,
             format!("{}: {}", p.display(), list(&check.problems)),
         )),
-        Some(c) => {
-            for problem in &check.problems {
-                tracing::warn!(file = %p.display(), problem = %problem, "configuration problem; that entry is left out");
-            }
-            Ok(Loaded {
-                registry: c.registry_config(),
-                auto_refresh: c.discovery.auto_refresh(),
-                server: c.server,
-            })
-        }
+        // Problems inside entries are not logged here: discovery reads the same
+        // file and reports each of them once.
+        Some(c) => Ok(Loaded {
+            registry: c.registry_config(),
+            auto_refresh: c.discovery.auto_refresh(),
+            server: c.server,
+        }),
     }
 }
 
@@ -145,13 +159,8 @@ async fn register_echo(registry: &Registry) {
 /// Discovery: the configuration file's providers, its plugin directory and the
 /// API keys in the environment.
 async fn discover(discovery: &Discovery) {
+    // Failures and problems were logged by discovery itself, once each.
     let report = discovery.discover_all().await;
-    for f in &report.failed {
-        tracing::warn!(provider = %f.name, report = ?f, "provider not loaded");
-    }
-    for p in &report.problems {
-        tracing::warn!(problem = %p, "discovery problem");
-    }
     if !report.registered.is_empty() {
         tracing::info!(providers = ?report.registered, "providers discovered");
     }
@@ -184,10 +193,11 @@ fn announce(addr: SocketAddr, format: LogFormat) {
     // Printed whatever the log level, so scripts and tests can find the port.
     match format {
         LogFormat::Text => eprintln!("tamma serve: listening on http://{addr}"),
-        LogFormat::Json => eprintln!(
-            "{}",
-            serde_json::json!({"level": "INFO", "message": "listening", "addr": format!("http://{addr}")})
-        ),
+        LogFormat::Json => {
+            let mut fields = serde_json::Map::new();
+            fields.insert("addr".into(), format!("http://{addr}").into());
+            eprintln!("{}", crate::logging::json_line("INFO", "listening", fields));
+        }
     }
 }
 
@@ -216,6 +226,10 @@ async fn shutdown_signal() {
 /// Run the server until SIGTERM/SIGINT.
 pub async fn serve(args: ServeArgs) -> Result<()> {
     let loaded = load_config(args.config.as_ref())?;
+    let listen = match &args.listen {
+        Some(l) => Some(resolve_listen(l).await?),
+        None => None,
+    };
     let registry = Registry::with_builtins(
         sandbox(&args)?,
         loaded.registry,
@@ -224,7 +238,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let server = Server::bind(
         registry.clone(),
         loaded.server,
-        args.listen,
+        listen,
         ServeOptions {
             dev_admin_without_auth: args.dev_admin_without_auth,
             discovery_finished: false,

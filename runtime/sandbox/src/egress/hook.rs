@@ -20,6 +20,8 @@ use super::request_body::DrainOnDrop;
 use super::response_body::LimitedBody;
 use super::secrets::substitute_secrets;
 use super::target::Target;
+use super::trace_context;
+use tracing::Instrument as _;
 
 /// The `wasi:http` hooks of one instance.
 pub(crate) struct EgressHooks {
@@ -49,15 +51,25 @@ impl WasiHttpHooks for EgressHooks {
     {
         let policy = self.policy.clone();
         let provider = self.provider.clone();
+        // Called from inside the guest's call, so the current span is the
+        // provider call's: the egress span is its child. It is a DEBUG span,
+        // enabled only when traces are exported (or TAMMA_LOG asks for it).
+        let span = trace_context::egress_span(&provider, request.method());
+        let mut request = request;
+        trace_context::inject(&span, request.headers_mut());
         // A refused or failed request's body is drained rather than dropped, so a
         // guest still writing it sees the HTTP error (see `request_body`).
         let request = request.map(|body| DrainOnDrop::new(body).boxed_unsync());
-        Box::new(async move {
-            let response = send(&policy, &provider, request, options).await?;
-            // The pooled client drives connections on tasks of its own, so there is
-            // no per-request I/O future to hand back.
-            Ok((response, Box::new(async { Ok(()) }) as IoFuture))
-        })
+        Box::new(
+            async move {
+                let response = send(&policy, &provider, request, options).await;
+                trace_context::record_outcome(&response);
+                // The pooled client drives connections on tasks of its own, so there is
+                // no per-request I/O future to hand back.
+                Ok((response?, Box::new(async { Ok(()) }) as IoFuture))
+            }
+            .instrument(span),
+        )
     }
 }
 
@@ -135,6 +147,8 @@ async fn send(
             HttpError::HttpRequestDenied,
         ));
     }
+
+    trace_context::record_target(&target);
 
     // 2. Concurrency: the permit travels with the response body.
     let permit = match inner.in_flight.clone().try_acquire_owned() {

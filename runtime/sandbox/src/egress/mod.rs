@@ -110,6 +110,7 @@ mod resolver;
 mod response_body;
 mod secrets;
 mod target;
+mod trace_context;
 
 #[cfg(test)]
 mod test_server;

@@ -382,23 +382,14 @@ pub async fn admit_request(
 /// or a configured route names it, `other` otherwise, so that a client cannot
 /// grow a family without bound by sending made-up model names.
 pub fn model_label(state: &crate::AppState, provider: &str, model: &str) -> String {
-    let declared = state
-        .registry
-        .get(provider)
-        .map(|h| h.capabilities().models.iter().any(|m| m.id == model))
-        .unwrap_or(false);
-    let routed = || {
-        state.config.load().routes.values().any(|r| {
-            r.targets
-                .iter()
-                .any(|t| t.split_once('/') == Some((provider, model)))
-        })
-    };
-    if declared || routed() {
-        model.to_string()
-    } else {
-        "other".to_string()
-    }
+    // A route's targets are configured models: the same bounded set as the
+    // latency and time-to-first-token families use.
+    let routed = state.config.load().routes.values().any(|r| {
+        r.targets
+            .iter()
+            .any(|t| t.split_once('/') == Some((provider, model)))
+    });
+    crate::metrics::genai::model_label(&state.registry, provider, model, routed).to_string()
 }
 
 /// A token estimate for text whose usage was never reported (a stream cut

@@ -11,6 +11,7 @@
 //! prometheus-client writes OpenMetrics; [`text_format`] turns that into the
 //! 0.0.4 text this endpoint has always served.
 
+pub mod genai;
 pub mod keys;
 pub mod labels;
 #[cfg(target_os = "linux")]
@@ -51,6 +52,7 @@ pub struct Metrics {
     connections_total: Counter,
     /// Route attempts and retries.
     pub routes: routes::RouteMetrics,
+    genai: genai::GenAiMetrics,
     /// Requests answered, all endpoints: a family cannot be summed.
     answered: AtomicU64,
     /// Usage per client key (`keys.rs`).
@@ -124,6 +126,7 @@ impl Metrics {
             build,
         );
         let keys = keys::KeyMetrics::register(&mut registry);
+        let genai = genai::GenAiMetrics::register(&mut registry);
         registry.register_collector(Box::new(providers::ProviderCollector::new(providers)));
         registry.register_collector(Box::new(uptime::UptimeCollector::new(started)));
         #[cfg(target_os = "linux")]
@@ -139,6 +142,7 @@ impl Metrics {
             connections,
             connections_total,
             routes,
+            genai,
             answered: AtomicU64::new(0),
             keys,
         }
@@ -164,6 +168,12 @@ impl Metrics {
         self.requests.get_or_create(&labels).inc();
         self.durations.get_or_create(&labels).observe(secs);
         self.answered.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A stream's first chunk arrived `d` after its request; `model` is already
+    /// bounded ([`genai::model_label`]).
+    pub fn record_time_to_first_token(&self, provider: &str, model: &str, d: Duration) {
+        self.genai.record_time_to_first_token(provider, model, d);
     }
 
     /// An error answered to a client (before or during a stream), by code.

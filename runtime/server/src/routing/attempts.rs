@@ -5,6 +5,8 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use tracing::Instrument as _;
+
 use super::{falls_through, ClientWaiting, Plan, Served, Target};
 use crate::api_error::ApiError;
 use crate::metrics::routes::Outcome;
@@ -83,7 +85,14 @@ where
                 Ok(h) => {
                     let mut r = req.clone();
                     r.model.clone_from(&t.model);
-                    call(h.clone(), r).await
+                    // One span per attempt (DEBUG: exported traces show each try).
+                    let span = tracing::debug_span!(
+                        "route_attempt",
+                        provider = %t.provider,
+                        model = %t.model,
+                        attempt = served.attempts,
+                    );
+                    call(h.clone(), r).instrument(span).await
                 }
                 Err(e) => Err(e.clone()),
             };
