@@ -4,140 +4,19 @@
 // Integration tests: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde_json::{json, Value};
 use tamma_test_support::client;
 
-fn guest(name: &str) -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/wasm32-wasip2/guest")
-        .join(format!("{name}.wasm"));
-    assert!(p.exists(), "{} missing: run `make guests`", p.display());
-    p
-}
-
-struct Served {
-    child: Child,
-    addr: SocketAddr,
-    stderr: Arc<Mutex<Vec<String>>>,
-}
-
-impl Served {
-    fn start(args: &[&str]) -> Served {
-        Served::start_with(args, &[])
-    }
-
-    fn start_with(args: &[&str], envs: &[(&str, &str)]) -> Served {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tamma"));
-        cmd.envs(envs.iter().copied());
-        cmd.arg("serve")
-            .args(args)
-            .env(
-                "TAMMA_CACHE_DIR",
-                std::env::temp_dir().join("tamma-cli-test-cache"),
-            )
-            // No real provider may be discovered from the environment.
-            .env_remove("OPENAI_API_KEY")
-            .env_remove("ANTHROPIC_API_KEY")
-            .env_remove("OPENROUTER_API_KEY")
-            .env_remove("TAMMA_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("tamma serve starts");
-        let stderr = Arc::new(Mutex::new(Vec::<String>::new()));
-        let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
-        let pipe = child.stderr.take().unwrap();
-        let lines = stderr.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                if let Some(i) = line.find("http://") {
-                    let rest = &line[i + 7..];
-                    let end = rest
-                        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':'))
-                        .unwrap_or(rest.len());
-                    if let Ok(a) = rest[..end].parse::<SocketAddr>() {
-                        let _ = tx.send(a);
-                    }
-                }
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("no address printed: {:?}", stderr.lock().unwrap()));
-        Served {
-            child,
-            addr,
-            stderr,
-        }
-    }
-
-    async fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(r) = client::get(self.addr, "/readyz").await {
-                if r.status == 200 {
-                    return;
-                }
-            }
-            assert!(Instant::now() < deadline, "never ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn sigterm(&self) {
-        let ok = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill runs")
-            .success();
-        assert!(ok);
-    }
-
-    /// Wait for the exit; its code.
-    fn wait(&mut self, within: Duration) -> i32 {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s.code().unwrap_or(-1);
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!(
-                    "did not exit in {within:?}: {:?}",
-                    self.stderr.lock().unwrap()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stderr(&self) -> Vec<String> {
-        self.stderr.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn chat(model: &str, text: &str) -> Value {
-    json!({ "model": model, "messages": [{ "role": "user", "content": text }] })
-}
+mod support;
+use support::{chat, guest, Served};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_without_config_answers_with_echo_and_exits_0_on_sigterm() {
-    let mut s = Served::start(&["--listen", "127.0.0.1:0"]);
+    let mut s = Served::start(&["--listen", "127.0.0.1:0"], &[]);
     assert_ne!(s.addr.port(), 0, "the real port is printed");
     assert_eq!(client::get(s.addr, "/healthz").await.unwrap().status, 200);
     s.wait_ready().await;
@@ -179,7 +58,10 @@ async fn serve_without_config_answers_with_echo_and_exits_0_on_sigterm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_traffic_finishes_the_running_requests_then_exits_0() {
-    let mut s = Served::start(&["--listen", "127.0.0.1:0", "--dev-admin-without-auth"]);
+    let mut s = Served::start(
+        &["--listen", "127.0.0.1:0", "--dev-admin-without-auth"],
+        &[],
+    );
     s.wait_ready().await;
     // A provider that can be made slow, uploaded over the (dev) admin API.
     let upload = json!({
@@ -278,7 +160,7 @@ async fn sigterm_during_traffic_finishes_the_running_requests_then_exits_0() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_are_one_object_per_line() {
-    let mut s = Served::start(&["--listen", "127.0.0.1:0", "--log-format", "json"]);
+    let mut s = Served::start(&["--listen", "127.0.0.1:0", "--log-format", "json"], &[]);
     s.wait_ready().await;
     let r = client::post_json(s.addr, "/v1/chat/completions", &chat("echo/echo-1", "hi"))
         .await
@@ -353,7 +235,7 @@ targets = ["slow/test-1", "echo/echo-1"]
         ),
     )
     .unwrap();
-    let mut s = Served::start_with(
+    let mut s = Served::start(
         &[
             "--config",
             file.to_str().unwrap(),

@@ -6,103 +6,20 @@
 // Integration tests: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use tamma_test_support::client;
 use tamma_test_support::redis_server::RedisServer;
 
+mod support;
+use support::{command, Served};
+
 const KEY: &str = "fleet-key-0123456789abcdef";
-
-struct Served {
-    child: Child,
-    addr: SocketAddr,
-    stderr: Arc<Mutex<Vec<String>>>,
-}
-
-fn command(config: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tamma"));
-    cmd.arg("serve")
-        .args([
-            "--config",
-            config.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .env(
-            "TAMMA_CACHE_DIR",
-            std::env::temp_dir().join("tamma-cli-test-cache"),
-        )
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("ANTHROPIC_API_KEY")
-        .env_remove("OPENROUTER_API_KEY")
-        .env("TAMMA_LOG", "debug")
-        .env("TAMMA_FLEET_KEY", KEY)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    cmd
-}
-
-impl Served {
-    fn start(config: &Path) -> Served {
-        let mut child = command(config).spawn().expect("tamma serve starts");
-        let stderr = Arc::new(Mutex::new(Vec::<String>::new()));
-        let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
-        let pipe = child.stderr.take().unwrap();
-        let lines = stderr.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                if let Some(i) = line.find("http://") {
-                    let rest = &line[i + 7..];
-                    let end = rest
-                        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':'))
-                        .unwrap_or(rest.len());
-                    if let Ok(a) = rest[..end].parse::<SocketAddr>() {
-                        let _ = tx.send(a);
-                    }
-                }
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("no address printed: {:?}", stderr.lock().unwrap()));
-        Served {
-            child,
-            addr,
-            stderr,
-        }
-    }
-
-    async fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(r) = client::get(self.addr, "/readyz").await {
-                if r.status == 200 {
-                    return;
-                }
-            }
-            assert!(Instant::now() < deadline, "never ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn stderr(&self) -> Vec<String> {
-        self.stderr.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// Debug logs (the tests read the access lines), and the fleet's client key.
+const FLEET_ENV: &[(&str, &str)] = &[("TAMMA_LOG", "debug"), ("TAMMA_FLEET_KEY", KEY)];
 
 fn config_file(dir: &Path, store: &str, rpm: u64) -> std::path::PathBuf {
     let file = dir.join("tamma.toml");
@@ -161,8 +78,8 @@ async fn two_replicas_sharing_redis_enforce_one_limit_and_survive_redis_going_aw
         redis.url()
     );
     let file = config_file(dir.path(), &store, rpm);
-    let a = Served::start(&file);
-    let b = Served::start(&file);
+    let a = Served::with_config(&file, FLEET_ENV);
+    let b = Served::with_config(&file, FLEET_ENV);
     a.wait_ready().await;
     b.wait_ready().await;
     // Calendar minutes are the windows: start early enough in one that 2 × rpm
@@ -258,7 +175,7 @@ async fn with_redis_down_on_error_deny_refuses_at_once() {
         redis.url()
     );
     let file = config_file(dir.path(), &store, 1000);
-    let a = Served::start(&file);
+    let a = Served::with_config(&file, FLEET_ENV);
     a.wait_ready().await;
     assert_eq!(ask(a.addr).await.status, 200);
     redis.stop();
@@ -274,18 +191,7 @@ async fn with_redis_down_on_error_deny_refuses_at_once() {
 
 #[test]
 fn a_non_loopback_address_without_keys_refuses_to_start() {
-    let out = Command::new(env!("CARGO_BIN_EXE_tamma"))
-        .args(["serve", "--listen", "0.0.0.0:0"])
-        .env(
-            "TAMMA_CACHE_DIR",
-            std::env::temp_dir().join("tamma-cli-test-cache"),
-        )
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("ANTHROPIC_API_KEY")
-        .env_remove("OPENROUTER_API_KEY")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = command(&["--listen", "0.0.0.0:0"], &[]).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("[[server.keys]]"), "{err}");

@@ -9,138 +9,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tamma_mock_upstream::MockUpstream;
 use tamma_test_support::client;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn guest(name: &str) -> PathBuf {
-    let p = root()
-        .join("target/wasm32-wasip2/guest")
-        .join(format!("{name}.wasm"));
-    assert!(p.exists(), "{} missing: run `make guests`", p.display());
-    p
-}
-
-struct Served {
-    child: Child,
-    addr: SocketAddr,
-    stderr: Arc<Mutex<Vec<String>>>,
-}
-
-impl Served {
-    /// `tamma serve` with only `envs` from the outside (no TAMMA_*/OTEL_* of the
-    /// machine leak in).
-    fn start(args: &[&str], envs: &[(&str, &str)]) -> Served {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tamma"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("TAMMA_") || k.starts_with("OTEL_") || k.ends_with("_API_KEY") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.arg("serve")
-            .args(args)
-            .env(
-                "TAMMA_CACHE_DIR",
-                std::env::temp_dir().join("tamma-cli-test-cache"),
-            )
-            .envs(envs.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("tamma serve starts");
-        let stderr = Arc::new(Mutex::new(Vec::<String>::new()));
-        let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
-        let pipe = child.stderr.take().unwrap();
-        let lines = stderr.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                if let Some(i) = line.find("http://") {
-                    let rest = &line[i + 7..];
-                    let end = rest
-                        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':'))
-                        .unwrap_or(rest.len());
-                    if let Ok(a) = rest[..end].parse::<SocketAddr>() {
-                        let _ = tx.send(a);
-                    }
-                }
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("no address printed: {:?}", stderr.lock().unwrap()));
-        Served {
-            child,
-            addr,
-            stderr,
-        }
-    }
-
-    async fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(r) = client::get(self.addr, "/readyz").await {
-                if r.status == 200 {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "never ready: {:?}",
-                self.stderr()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// SIGTERM, then the exit code.
-    fn stop(&mut self) -> i32 {
-        let ok = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                // Let the reader thread take the last lines.
-                std::thread::sleep(Duration::from_millis(200));
-                return s.code().unwrap_or(-1);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "did not exit: {:?}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stderr(&self) -> Vec<String> {
-        self.stderr.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn chat(model: &str, text: &str) -> Value {
-    json!({ "model": model, "messages": [{ "role": "user", "content": text }] })
-}
+mod support;
+use support::{chat, guest, root, Served};
 
 /// promtool from Debian's `prometheus` package (`make test` installs it).
 fn promtool() -> &'static str {

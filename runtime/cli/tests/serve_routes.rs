@@ -4,100 +4,16 @@
 // Integration tests: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use tamma_test_support::client;
 
-struct Served {
-    child: Child,
-    addr: SocketAddr,
-    stderr: Arc<Mutex<Vec<String>>>,
-}
-
-impl Served {
-    fn start(config: &Path) -> Served {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tamma"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-            .arg(config)
-            .env(
-                "TAMMA_CACHE_DIR",
-                std::env::temp_dir().join("tamma-cli-test-cache"),
-            )
-            .env_remove("OPENAI_API_KEY")
-            .env_remove("ANTHROPIC_API_KEY")
-            .env_remove("OPENROUTER_API_KEY")
-            .env_remove("TAMMA_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("tamma serve starts");
-        let stderr = Arc::new(Mutex::new(Vec::<String>::new()));
-        let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
-        let pipe = child.stderr.take().unwrap();
-        let lines = stderr.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                if let Some(i) = line.find("http://") {
-                    let rest = &line[i + 7..];
-                    let end = rest
-                        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':'))
-                        .unwrap_or(rest.len());
-                    if let Ok(a) = rest[..end].parse::<SocketAddr>() {
-                        let _ = tx.send(a);
-                    }
-                }
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("no address printed: {:?}", stderr.lock().unwrap()));
-        Served {
-            child,
-            addr,
-            stderr,
-        }
-    }
-
-    async fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(r) = client::get(self.addr, "/readyz").await {
-                if r.status == 200 {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "never ready: {:?}",
-                self.stderr()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn stderr(&self) -> Vec<String> {
-        self.stderr.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn chat(model: &str, text: &str) -> Value {
-    json!({ "model": model, "messages": [{ "role": "user", "content": text }] })
-}
+mod support;
+use support::{chat, Served};
 
 /// Write `text` to `file` atomically (a temporary file renamed over it), as the
 /// docs advise.
@@ -151,7 +67,7 @@ async fn routes_rewritten_under_load_never_fail_and_never_mix_versions() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("tamma.toml");
     write_atomically(&file, &version(0));
-    let s = Served::start(&file);
+    let s = Served::with_config(&file, &[]);
     s.wait_ready().await;
     let addr = s.addr;
 
@@ -226,7 +142,7 @@ async fn a_route_added_to_the_file_answers_without_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("tamma.toml");
     write_atomically(&file, PROVIDERS);
-    let s = Served::start(&file);
+    let s = Served::with_config(&file, &[]);
     s.wait_ready().await;
     let r = client::post_json(s.addr, "/v1/chat/completions", &chat("added", "hi"))
         .await
