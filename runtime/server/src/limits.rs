@@ -78,25 +78,30 @@ pub async fn guard(State(state): State<AppState>, req: Request<Body>, next: Next
         _permit: permit,
         metrics: state.metrics.clone(),
     };
-    let resp = next.run(req).await;
+    hold_until_done(next.run(req).await, guard)
+}
+
+/// The response with `keep` riding on its body: dropped only when the body is
+/// done (written or abandoned), so a stream holds it to its end. Everything
+/// else is forwarded, so a `Content-Length` survives. Used for the concurrency
+/// permit here and for the access log (`auth::guard`).
+pub(crate) fn hold_until_done<T: Send + Unpin + 'static>(resp: Response, keep: T) -> Response {
     let (parts, body) = resp.into_parts();
     Response::from_parts(
         parts,
-        Body::new(Guarded {
+        Body::new(Holding {
             inner: body,
-            _guard: guard,
+            _keep: keep,
         }),
     )
 }
 
-/// A response body that holds the request's concurrency permit until it is
-/// done, forwarding everything else (so a `Content-Length` survives).
-struct Guarded {
+struct Holding<T> {
     inner: Body,
-    _guard: InFlight,
+    _keep: T,
 }
 
-impl http_body::Body for Guarded {
+impl<T: Unpin> http_body::Body for Holding<T> {
     type Data = Bytes;
     type Error = axum::Error;
 

@@ -20,7 +20,6 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use tower_http::request_id::RequestId;
 
 pub use key_ring::{KeyPolicy, KeyRing, KeyRingCache};
@@ -163,40 +162,8 @@ pub async fn guard(State(state): State<AppState>, mut req: Request<Body>, next: 
             }
         }
     });
-    let (parts, body) = resp.into_parts();
-    Response::from_parts(
-        parts,
-        Body::new(Logged {
-            inner: body,
-            _access: access,
-        }),
-    )
-}
-
-/// A response body that keeps the request's access log open until it is done.
-struct Logged {
-    inner: Body,
-    _access: AccessLog,
-}
-
-impl http_body::Body for Logged {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
-        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
+    // The access-log line is written when the body is done.
+    crate::limits::hold_until_done(resp, access)
 }
 
 /// The caller of a request that went through [`guard`] (none otherwise).
