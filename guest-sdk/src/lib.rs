@@ -55,6 +55,13 @@
 //! export_provider!(Shout);
 //! ```
 //!
+//! ## Embeddings
+//!
+//! The world also exports `tamma:provider/embeddings` (contract 0.2.0). A provider
+//! that serves embedding models overrides [`Provider::embedding_models`] and
+//! [`Provider::embed`]; the defaults list none and answer every `embed` with an
+//! `invalid-request` error saying embeddings are not supported.
+//!
 //! ## Logging
 //!
 //! [`trace!`], [`debug!`], [`info!`], [`warn!`] and [`error!`] format like
@@ -122,6 +129,9 @@ pub use crate::bindings::tamma::provider::types::{
     HealthStatus, Message, ModelInfo, ProviderError, Role, StreamChunk, ToolCall, ToolCallDelta,
     ToolDefinition, Usage,
 };
+pub use crate::bindings::exports::tamma::provider::embeddings::{
+    EmbeddingModelInfo, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage,
+};
 pub use accumulate::{collect_stream, StreamAccumulator};
 pub use config::Config;
 pub use helpers::last_user_message;
@@ -136,7 +146,7 @@ pub mod __private {
 }
 
 /// Exports a [`Provider`] implementation as the component's
-/// `tamma:provider/provider-api@0.1.0`.
+/// `tamma:provider/provider-api@0.2.0` and `tamma:provider/embeddings@0.2.0`.
 ///
 /// Call it exactly once per component, at module level:
 ///

@@ -132,9 +132,29 @@ fn inspect_reports_the_world_and_capabilities() {
     let (code, out, _) = run(&["inspect", guest("echo").to_str().unwrap(), "--json"]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(v["satisfies_world"], "tamma:provider/provider@0.1.0");
+    assert_eq!(v["satisfies_world"], "tamma:provider/provider@0.2.0");
+    assert_eq!(v["contract_version"], "0.2.0");
+    assert_eq!(v["embeddings"], true);
     assert_eq!(v["capabilities"]["models"][0]["id"], "echo-1");
+    assert_eq!(
+        v["capabilities"]["embedding_models"][0]["id"],
+        "echo-embed-1"
+    );
     assert_eq!(v["sha256"].as_str().unwrap().len(), 64);
+}
+
+#[test]
+fn inspect_shows_a_0_1_component_without_embeddings() {
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/echo-0.1.0.wasm");
+    let (code, out, _) = run(&["inspect", fixture.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["satisfies_world"], "tamma:provider/provider@0.1.0");
+    assert_eq!(v["embeddings"], false);
+    assert_eq!(v["capabilities"]["embedding_models"], serde_json::json!([]));
+    let (code, text, _) = run(&["inspect", fixture.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(text.contains("embeddings: not exported"), "{text}");
 }
 
 #[test]

@@ -16,7 +16,8 @@
 //! | [`sandbox`] | loading, type-checking and instantiating components |
 //! | [`settings`] | what shapes one provider's sandbox: config, limits, egress |
 //! | [`egress`] | the egress policy, the `wasi:http` send hook, the egress span and `traceparent` |
-//! | `bindings` | generated WIT bindings and type conversions (private) |
+//! | `bindings` | generated WIT bindings (contract 0.2.0 and 0.1.0) and type conversions (private) |
+//! | [`exports`] | which contract version and optional interfaces a component exports; per-version calls |
 //! | `host` | per-instance host state: WASI context, log import, limiter (private) |
 //! | `instance` | one instance in its own `Store`, with guarded calls (private) |
 //! | [`pool`] | a provider's bounded instance pool |
@@ -27,6 +28,7 @@ pub mod compile_cache;
 pub mod component;
 pub mod egress;
 pub mod engine;
+pub mod exports;
 pub mod error;
 pub mod limits;
 pub mod pool;
@@ -45,6 +47,7 @@ mod host;
 mod instance;
 
 pub use component::LoadedComponent;
+pub use exports::ContractVersion;
 pub use error::{Error, ErrorCode, Result};
 pub use limits::Limits;
 pub use provider::{CompletionStream, ProviderInstance};

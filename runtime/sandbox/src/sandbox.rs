@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex, Weak};
 
 use wasmtime::component::{Component, HasSelf, Linker};
 
-use crate::bindings::{host, ProviderPre};
+use crate::bindings::{host, v0_1};
+use crate::exports::ProviderPre;
 use crate::compile_cache::{sha256_hex, CacheOutcome, CompileCache};
 use crate::component::Compiled;
 // Made here, defined apart (see `component`); also named from here.
@@ -48,8 +49,15 @@ impl Sandbox {
         // `WasiCtx` in `HostState` grants none of it.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link_err)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(link_err)?;
+        // `host` at both contract versions: wasmtime matches 0.1.x and 0.2.x imports
+        // as different interfaces.
         host::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(link_err)?;
+        v0_1::tamma::provider::host::add_to_linker::<HostState, HasSelf<HostState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(link_err)?;
         Ok(Sandbox {
             engine,
             linker: Arc::new(linker),
@@ -123,7 +131,7 @@ impl Sandbox {
 
     /// Check that a compiled component's imports are all provided by the host and
     /// that it exports `tamma:provider/provider-api` with the expected types.
-    fn type_check(&self, component: &Component) -> Result<ProviderPre<HostState>> {
+    fn type_check(&self, component: &Component) -> Result<ProviderPre> {
         let invalid = |e: wasmtime::Error| {
             Error::new(
                 ErrorCode::InvalidComponent,

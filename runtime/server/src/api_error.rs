@@ -205,6 +205,8 @@ impl From<&Error> for ApiError {
             | ErrorCode::ResponseTooLarge
             | ErrorCode::LogLimit => (S::BAD_GATEWAY, "server_error", lower),
             ErrorCode::Internal => (S::INTERNAL_SERVER_ERROR, "server_error", lower),
+            // Asking a chat-only provider for embeddings: the caller's choice of model.
+            ErrorCode::Unsupported => (S::BAD_REQUEST, "invalid_request_error", lower),
             ErrorCode::ProviderError => match &e.provider_error {
                 Some(pe) => provider_error_status(pe.code),
                 None => (S::BAD_GATEWAY, "server_error", "provider_error".into()),
@@ -324,6 +326,7 @@ mod tests {
             (ErrorCode::Internal, 500),
             (ErrorCode::InvalidConfig, 400),
             (ErrorCode::ShuttingDown, 503),
+            (ErrorCode::Unsupported, 400),
         ];
         for (code, status) in cases {
             let a = ApiError::from(Error::new(code, "x"));

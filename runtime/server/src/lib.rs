@@ -5,6 +5,7 @@
 //! |---|---|
 //! | [`config`] | the `[server]` section of the config file (defined by `tamma-registry`, which reads the file) |
 //! | [`openai_api`] | `POST /v1/chat/completions`, `GET /v1/models[/{id}]` |
+//! | [`embeddings_api`] | `POST /v1/embeddings` (OpenAI's shape, float or base64) |
 //! | [`routing`] | which provider answers: strategies, retries, fallback between a route's targets |
 //! | [`auth`] | client API keys for `/v1`: the key ring, models a key may use, 401/403 |
 //! | [`client_limits`] | per-key rpm, tpm, concurrency and budgets; local or Redis counters |
@@ -35,6 +36,7 @@ pub mod admin;
 pub mod api_error;
 pub mod auth;
 pub mod client_limits;
+pub mod embeddings_api;
 pub use tamma_registry::server_config as config;
 pub mod host_guard;
 pub mod limits;
@@ -447,6 +449,7 @@ impl RunningServer {
 pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/v1/chat/completions", post(openai_api::chat_completions))
+        .route("/v1/embeddings", post(embeddings_api::embeddings))
         .route("/v1/models", get(openai_api::list_models))
         .route("/v1/models/{*id}", get(openai_api::get_model))
         .route_layer(axum::middleware::from_fn_with_state(

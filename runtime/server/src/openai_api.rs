@@ -771,6 +771,12 @@ pub async fn list_models(
                 Some(m),
             ));
         }
+        for m in &s.capabilities.embedding_models {
+            let id = format!("{}/{}", s.name, m.id);
+            if caller.allows_id(&id) {
+                data.push(super::embeddings_api::model_json(&id, created, &s.name, m));
+            }
+        }
     }
     for name in state.config.load().routes.keys() {
         if !caller.allows_id(name) {

@@ -346,10 +346,19 @@ async fn inspect(args: InspectArgs) -> Result<()> {
         .instantiate(&name, &loaded, args.load.config.clone(), args.load.limits())
         .await?;
     let caps = provider.capabilities().clone();
+    let version = loaded.contract_version();
+    // The world it satisfies: 0.2.0 without the embeddings export is `chat-provider`.
+    let world = match (version, loaded.exports_embeddings()) {
+        (tamma_sandbox::ContractVersion::V0_2, false) => "chat-provider",
+        _ => "provider",
+    };
+    let world = format!("tamma:provider/{world}@{}", version.as_str());
     if args.load.json {
         let body = serde_json::json!({
             "provider": name,
-            "satisfies_world": "tamma:provider/provider@0.1.0",
+            "satisfies_world": world,
+            "contract_version": version.as_str(),
+            "embeddings": loaded.exports_embeddings(),
             "sha256": loaded.sha256,
             "size": loaded.size,
             "compile_cache": loaded.cache,
@@ -357,10 +366,7 @@ async fn inspect(args: InspectArgs) -> Result<()> {
         });
         println!("{body}");
     } else {
-        println!(
-            "{}: satisfies tamma:provider/provider@0.1.0",
-            args.component.display()
-        );
+        println!("{}: satisfies {world}", args.component.display());
         println!("  sha256:    {}", loaded.sha256);
         println!(
             "  size:      {} bytes (compile cache: {:?})",
@@ -378,6 +384,20 @@ async fn inspect(args: InspectArgs) -> Result<()> {
             println!(
                 "  model:     {} ({}), context {}",
                 m.id, m.name, m.context_window
+            );
+        }
+        if loaded.exports_embeddings() {
+            println!(
+                "  embeddings: exported ({} models)",
+                caps.embedding_models.len()
+            );
+        } else {
+            println!("  embeddings: not exported");
+        }
+        for m in &caps.embedding_models {
+            println!(
+                "  embedding model: {} ({}), {} dimensions",
+                m.id, m.name, m.dimensions
             );
         }
         if !caps.features.is_empty() {
