@@ -8,7 +8,6 @@ use wasmtime::component::Component;
 
 use crate::exports::{ContractVersion, ProviderPre};
 use crate::compile_cache::CacheOutcome;
-use crate::host::HostState;
 
 /// The compiled code and its pre-linked instance template.
 pub(crate) struct Compiled {

@@ -22,7 +22,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::exports::ProviderPre;
 use crate::engine::SandboxEngine;
 use crate::error::{Error, ErrorCode, Result};
-use crate::host::HostState;
 use crate::instance::{Instance, KillSwitch};
 use crate::limits::Limits;
 use crate::settings::ProviderSettings;
