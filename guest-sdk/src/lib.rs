@@ -123,14 +123,14 @@ mod provider;
 pub mod sse;
 mod stream;
 
+pub use crate::bindings::exports::tamma::provider::embeddings::{
+    EmbeddingModelInfo, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage,
+};
 pub use crate::bindings::tamma::provider::host::LogLevel;
 pub use crate::bindings::tamma::provider::types::{
     Capabilities, CompletionRequest, CompletionResponse, ErrorCode, FinishReason, Health,
     HealthStatus, Message, ModelInfo, ProviderError, Role, StreamChunk, ToolCall, ToolCallDelta,
     ToolDefinition, Usage,
-};
-pub use crate::bindings::exports::tamma::provider::embeddings::{
-    EmbeddingModelInfo, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage,
 };
 pub use accumulate::{collect_stream, StreamAccumulator};
 pub use config::Config;

@@ -4,10 +4,10 @@ use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
 
+use crate::bindings::exports::tamma::provider::embeddings::Guest as EmbeddingsGuest;
 use crate::bindings::exports::tamma::provider::provider_api::{
     CompletionStream, Guest, GuestCompletionStream,
 };
-use crate::bindings::exports::tamma::provider::embeddings::Guest as EmbeddingsGuest;
 use crate::stream::{ChunkStream, VecStream};
 use crate::{
     Capabilities, CompletionRequest, CompletionResponse, Config, EmbeddingModelInfo,

@@ -58,7 +58,9 @@ pub fn parse(body: &[u8], model: &str, inputs: usize) -> Result<EmbeddingRespons
             .and_then(Value::as_u64)
             .and_then(|i| usize::try_from(i).ok())
             .filter(|i| *i < inputs)
-            .ok_or_else(|| ProviderError::provider("embeddings item has a missing or bad `index`"))?;
+            .ok_or_else(|| {
+                ProviderError::provider("embeddings item has a missing or bad `index`")
+            })?;
         let floats = item
             .get("embedding")
             .and_then(Value::as_array)

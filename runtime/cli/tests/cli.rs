@@ -145,7 +145,8 @@ fn inspect_reports_the_world_and_capabilities() {
 
 #[test]
 fn inspect_shows_a_0_1_component_without_embeddings() {
-    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/echo-0.1.0.wasm");
+    let fixture =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/echo-0.1.0.wasm");
     let (code, out, _) = run(&["inspect", fixture.to_str().unwrap(), "--json"]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();

@@ -87,7 +87,10 @@ async fn post(s: &Served, body: Value) -> (u16, Value) {
     let r = client::post_json(s.addr, "/v1/embeddings", &body)
         .await
         .unwrap();
-    (r.status, serde_json::from_slice(&r.body).unwrap_or(Value::Null))
+    (
+        r.status,
+        serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,7 +174,10 @@ print(json.dumps(out))
     assert_eq!(v["batch"]["differs"], true);
     assert_eq!(v["batch"]["usage"], 7);
     assert_eq!(v["default_b64"]["n"], 2);
-    assert!(close(&v["default_b64"]["first"]), "base64 decodes to the same floats: {v}");
+    assert!(
+        close(&v["default_b64"]["first"]),
+        "base64 decodes to the same floats: {v}"
+    );
     assert_eq!(v["echo_b64"]["n"], 2);
     assert_eq!(v["echo_b64"]["model"], "echo/echo-embed-1");
     assert!((v["echo_b64"]["norm"].as_f64().unwrap() - 1.0).abs() < 1e-4);
@@ -210,10 +216,15 @@ async fn models_and_admin_show_embedding_models_apart() {
         .iter()
         .map(|m| (m["id"].as_str().unwrap(), m["tamma"]["kind"].as_str()))
         .collect();
-    assert!(ids.contains(&("echo/echo-embed-1", Some("embedding"))), "{ids:?}");
+    assert!(
+        ids.contains(&("echo/echo-embed-1", Some("embedding"))),
+        "{ids:?}"
+    );
     assert!(ids.contains(&("echo/echo-1", None)), "{ids:?}");
     assert!(ids.contains(&("openai/text-embedding-3-large", Some("embedding"))));
-    assert!(!ids.iter().any(|(id, _)| id.starts_with("old-echo/echo-embed")));
+    assert!(!ids
+        .iter()
+        .any(|(id, _)| id.starts_with("old-echo/echo-embed")));
 
     let (status, body) = post(
         &s,

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use wasmtime::component::Component;
 
-use crate::exports::{ContractVersion, ProviderPre};
 use crate::compile_cache::CacheOutcome;
+use crate::exports::{ContractVersion, ProviderPre};
 
 /// The compiled code and its pre-linked instance template.
 pub(crate) struct Compiled {

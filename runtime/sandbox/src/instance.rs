@@ -21,9 +21,9 @@ use wasmtime::component::ResourceAny;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use crate::bindings;
-use crate::exports::{api, Provider, ProviderPre};
 use crate::engine::SandboxEngine;
 use crate::error::{Error, ErrorCode, Result};
+use crate::exports::{api, Provider, ProviderPre};
 use crate::host::HostState;
 use crate::limits::Limits;
 use crate::settings::ProviderSettings;

@@ -19,9 +19,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::exports::ProviderPre;
 use crate::engine::SandboxEngine;
 use crate::error::{Error, ErrorCode, Result};
+use crate::exports::ProviderPre;
 use crate::instance::{Instance, KillSwitch};
 use crate::limits::Limits;
 use crate::settings::ProviderSettings;

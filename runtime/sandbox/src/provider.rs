@@ -137,11 +137,7 @@ impl ProviderInstance {
         let span = call_span(self.name(), "embed");
         async {
             let mut lease = self.lease().await?;
-            let out = lease
-                .instance()
-                .embed(req)
-                .await
-                .map_err(|e| self.tag(e));
+            let out = lease.instance().embed(req).await.map_err(|e| self.tag(e));
             record_fuel(lease.instance().last_fuel_used);
             out
         }

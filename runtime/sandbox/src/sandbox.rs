@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex, Weak};
 use wasmtime::component::{Component, HasSelf, Linker};
 
 use crate::bindings::{host, v0_1};
-use crate::exports::ProviderPre;
 use crate::compile_cache::{sha256_hex, CacheOutcome, CompileCache};
 use crate::component::Compiled;
+use crate::exports::ProviderPre;
 // Made here, defined apart (see `component`); also named from here.
 pub use crate::component::LoadedComponent;
 use crate::engine::SandboxEngine;

@@ -82,7 +82,10 @@ fn inputs(v: Option<&Value>) -> Result<Vec<String>, ApiError> {
     };
     if list.len() > MAX_INPUTS {
         return Err(bad(
-            format!("input holds {} items; at most {MAX_INPUTS} are accepted", list.len()),
+            format!(
+                "input holds {} items; at most {MAX_INPUTS} are accepted",
+                list.len()
+            ),
             "input",
         ));
     }
@@ -282,9 +285,12 @@ pub async fn embeddings(State(state): State<AppState>, req: Request<Body>) -> Re
         a.update(|f| f.attempts = Some(attempts));
     }
     let mut response = match result {
-        Ok((target, resp)) if resp.vectors.iter().flatten().any(|x| !x.is_finite()) => {
-            failed(&state, started, &target.provider, non_finite(&target.provider))
-        }
+        Ok((target, resp)) if resp.vectors.iter().flatten().any(|x| !x.is_finite()) => failed(
+            &state,
+            started,
+            &target.provider,
+            non_finite(&target.provider),
+        ),
         Ok((target, resp)) => {
             let label = client_limits::model_label(&state, &target.provider, &target.model);
             ticket
@@ -364,9 +370,21 @@ mod tests {
             (r#"{"model":"m","input":{"a":1}}"#, "input", "string"),
             (r#"{"model":"m"}"#, "input", "provide an input"),
             (r#"{"input":"x"}"#, "model", "model"),
-            (r#"{"model":"m","input":"x","encoding_format":"int8"}"#, "encoding_format", "base64"),
-            (r#"{"model":"m","input":"x","dimensions":0}"#, "dimensions", "positive"),
-            (r#"{"model":"m","input":"x","dimensions":"8"}"#, "dimensions", "positive"),
+            (
+                r#"{"model":"m","input":"x","encoding_format":"int8"}"#,
+                "encoding_format",
+                "base64",
+            ),
+            (
+                r#"{"model":"m","input":"x","dimensions":0}"#,
+                "dimensions",
+                "positive",
+            ),
+            (
+                r#"{"model":"m","input":"x","dimensions":"8"}"#,
+                "dimensions",
+                "positive",
+            ),
             (r#"{"model":"m","input":"x","user":5}"#, "user", "string"),
         ];
         for (body, param, words) in cases {
@@ -376,7 +394,10 @@ mod tests {
             assert!(e.message.contains(words), "{body}: {}", e.message);
         }
         assert_eq!(parse("[1]").unwrap_err().status, StatusCode::BAD_REQUEST);
-        assert_eq!(parse("not json").unwrap_err().status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            parse("not json").unwrap_err().status,
+            StatusCode::BAD_REQUEST
+        );
         let too_many = format!(
             r#"{{"model":"m","input":[{}]}}"#,
             vec!["\"x\""; MAX_INPUTS + 1].join(",")

@@ -81,7 +81,11 @@ fn main() {
         };
         let targets = [
             ("direct", mock.addr(), body("text-embedding-3-small")),
-            ("gateway", server.addr(), body("openai/text-embedding-3-small")),
+            (
+                "gateway",
+                server.addr(),
+                body("openai/text-embedding-3-small"),
+            ),
         ];
         let mut conns = Vec::new();
         for (_, addr, _) in &targets {

@@ -18,7 +18,9 @@ fn fixture() -> std::path::PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fixture_is_detected_as_0_1_without_embeddings() {
-    let loaded = sandbox().load_file(&fixture()).expect("the 0.1.0 fixture loads");
+    let loaded = sandbox()
+        .load_file(&fixture())
+        .expect("the 0.1.0 fixture loads");
     assert_eq!(loaded.contract_version(), ContractVersion::V0_1);
     assert!(!loaded.exports_embeddings());
     // Today's echo, by contrast, is a 0.2.0 component with embeddings.
@@ -49,7 +51,10 @@ async fn fixture_registers_completes_and_streams() {
 
     let h = registry.get("old-echo").unwrap();
     let resp = h
-        .complete(&CompletionRequest::prompt("echo-1", "still served unchanged"))
+        .complete(&CompletionRequest::prompt(
+            "echo-1",
+            "still served unchanged",
+        ))
         .await
         .expect("completes");
     assert_eq!(resp.content, "still served unchanged");
@@ -57,7 +62,10 @@ async fn fixture_registers_completes_and_streams() {
     assert_eq!(resp.usage.output_tokens, 3);
 
     let mut stream = h
-        .stream(&CompletionRequest::prompt("echo-1", "streamed word by word"))
+        .stream(&CompletionRequest::prompt(
+            "echo-1",
+            "streamed word by word",
+        ))
         .await
         .expect("stream starts");
     let mut text = String::new();
@@ -84,7 +92,11 @@ async fn fixture_registers_completes_and_streams() {
     assert_eq!(e.code, ErrorCode::Unsupported);
     assert_eq!(e.provider.as_deref(), Some("old-echo"));
     let after = registry.get("old-echo").unwrap().snapshot();
-    assert_eq!(after.circuit.state, CircuitState::Closed, "not the provider's failure");
+    assert_eq!(
+        after.circuit.state,
+        CircuitState::Closed,
+        "not the provider's failure"
+    );
     assert_eq!(after.circuit.recent_failures, 0);
     assert_eq!(after.calls.failures, 0, "refused before any call");
     registry.shutdown().await;

@@ -181,7 +181,10 @@ async fn embeds_with_embedding_models_listed_apart(name: &str) {
         let want = reference_embedding(text, 8);
         assert_eq!(v.len(), 8);
         for (got, want) in v.iter().zip(&want) {
-            assert!((f64::from(*got) - want).abs() < 1e-5, "{name}: {v:?} vs {want:?}");
+            assert!(
+                (f64::from(*got) - want).abs() < 1e-5,
+                "{name}: {v:?} vs {want:?}"
+            );
         }
     }
     let short = EmbeddingRequest {

@@ -171,7 +171,11 @@ async fn sdk_default_embed_says_not_supported() {
     assert_eq!(code, "invalid-request");
     assert!(!retryable);
     assert!(
-        e.provider_error.as_ref().unwrap().message.contains("not supported"),
+        e.provider_error
+            .as_ref()
+            .unwrap()
+            .message
+            .contains("not supported"),
         "{e:?}"
     );
 }

@@ -170,9 +170,17 @@ async fn models_are_listed_as_provider_slash_model_with_routes() {
         .collect();
     assert_eq!(
         ids,
-        ["echo/echo-1", "test/m-a", "test/m-b", "smart"],
-        "ready providers only"
+        [
+            "echo/echo-1",
+            "echo/echo-embed-1",
+            "test/m-a",
+            "test/m-b",
+            "smart"
+        ],
+        "ready providers only; chat models, then embedding models"
     );
+    assert_eq!(v["data"][1]["tamma"]["kind"], "embedding");
+    assert_eq!(v["data"][1]["tamma"]["dimensions"], 8);
     for m in v["data"].as_array().unwrap() {
         assert_eq!(m["object"], "model");
         assert!(m["created"].is_u64());

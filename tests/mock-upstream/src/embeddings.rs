@@ -36,7 +36,12 @@ pub fn vector(text: &str, dimensions: usize) -> Vec<f32> {
     let raw: Vec<f64> = (0..dimensions)
         .map(|i| ((seed + i as u64) as f64).sin())
         .collect();
-    let norm = raw.iter().map(|x| x * x).sum::<f64>().sqrt().max(f64::MIN_POSITIVE);
+    let norm = raw
+        .iter()
+        .map(|x| x * x)
+        .sum::<f64>()
+        .sqrt()
+        .max(f64::MIN_POSITIVE);
     raw.iter().map(|x| (x / norm) as f32).collect()
 }
 

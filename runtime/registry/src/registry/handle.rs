@@ -143,13 +143,11 @@ impl ProviderHandle {
     /// permit: asking it is the caller's mistake, not the provider's failure.
     pub async fn embed(&self, req: &EmbeddingRequest) -> Result<EmbeddingResponse> {
         if !self.ready_instance()?.capabilities().embeddings {
-            return Err(
-                tamma_sandbox::error::Error::new(
-                    ErrorCode::Unsupported,
-                    "the provider does not export tamma:provider/embeddings (it serves chat only)",
-                )
-                .with_provider(self.name()),
-            );
+            return Err(tamma_sandbox::error::Error::new(
+                ErrorCode::Unsupported,
+                "the provider does not export tamma:provider/embeddings (it serves chat only)",
+            )
+            .with_provider(self.name()));
         }
         let c = self
             .call("embed", |inst| async move { inst.embed(req).await })
