@@ -505,6 +505,57 @@ async fn probes_follow_discovery_and_providers() {
     s.shutdown().await;
 }
 
+/// During the drain (`shutdown_drain_ms`) the listener stays open and `/readyz`
+/// answers 503, so a readiness probe sees the drain instead of a refused
+/// connection; requests are still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_answers_503_during_the_drain() {
+    let r = registry(5);
+    r.register("echo", echo()).await.unwrap();
+    let config = ServerConfig {
+        shutdown_drain_ms: 1_500,
+        ..ServerConfig::default()
+    };
+    let s = serve(&r, config).await;
+    let a = s.addr();
+    assert_eq!(get(a, "/readyz").await.status, 200);
+    let stopping = tokio::spawn(s.shutdown());
+    let mut saw_503 = false;
+    for _ in 0..100 {
+        let probe = get(a, "/readyz").await;
+        if probe.status == 503 {
+            assert_eq!(probe.json()["reason"], "shutting down");
+            saw_503 = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(saw_503, "/readyz never answered 503 during the drain");
+    let served = post(a, "/v1/chat/completions", &chat("echo/echo-1", "still here")).await;
+    assert_eq!(served.status, 200, "{}", served.text());
+    let report = stopping.await.unwrap();
+    assert!(report.drained);
+}
+
+/// Between "listening" and the first discovery round's end, a chat request for a
+/// model that is not registered yet answers 503 with `Retry-After` (a client
+/// cannot tell a 404 from a typo); after it, the same request is a 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_answers_503_until_discovery_has_finished() {
+    let r = registry(5);
+    let s = serve_with(&r, ServerConfig::default(), ServeOptions::default()).await;
+    let body = json!({ "model": "mock/m1", "messages": [{ "role": "user", "content": "hi" }] });
+    let early = post(s.addr(), "/v1/chat/completions", &body).await;
+    assert_eq!(early.status, 503, "{}", early.text());
+    assert_eq!(early.header("retry-after"), Some("1"));
+    assert_eq!(early.json()["error"]["code"], "providers_loading");
+    s.readiness().mark_discovery_finished();
+    let late = post(s.addr(), "/v1/chat/completions", &body).await;
+    assert_eq!(late.status, 404, "{}", late.text());
+    assert_eq!(late.json()["error"]["code"], "model_not_found");
+    s.shutdown().await;
+}
+
 /// A strict-enough reader of the Prometheus text format: every line is a
 /// comment (`# HELP`/`# TYPE`) or `name{labels} value`; every sample's family was
 /// declared by a `# TYPE` line; histogram buckets are cumulative.
