@@ -59,10 +59,20 @@ pub(crate) fn lift_budget_message(what: &str) -> String {
 pub fn check_capabilities(c: &Capabilities) -> Result<(), String> {
     check_models(&c.models, "capabilities")?;
     if c.features.len() > MAX_FEATURES {
-        return Err(over("capabilities", "features", c.features.len(), MAX_FEATURES));
+        return Err(over(
+            "capabilities",
+            "features",
+            c.features.len(),
+            MAX_FEATURES,
+        ));
     }
     if let Some(f) = c.features.iter().find(|f| f.len() > MAX_FEATURE_BYTES) {
-        return Err(too_long("capabilities", "a feature", f.len(), MAX_FEATURE_BYTES));
+        return Err(too_long(
+            "capabilities",
+            "a feature",
+            f.len(),
+            MAX_FEATURE_BYTES,
+        ));
     }
     let total = models_bytes(&c.models)
         + c.features
@@ -83,7 +93,12 @@ pub fn check_models(models: &[ModelInfo], what: &str) -> Result<(), String> {
             return Err(too_long(what, "a model id", m.id.len(), MAX_MODEL_ID_BYTES));
         }
         if m.name.len() > MAX_MODEL_NAME_BYTES {
-            return Err(too_long(what, "a model name", m.name.len(), MAX_MODEL_NAME_BYTES));
+            return Err(too_long(
+                what,
+                "a model name",
+                m.name.len(),
+                MAX_MODEL_NAME_BYTES,
+            ));
         }
     }
     check_total(what, models_bytes(models))
@@ -154,7 +169,9 @@ mod tests {
     #[test]
     fn each_limit_is_named() {
         let many = caps((0..=MAX_MODELS).map(|_| model("m")).collect(), vec![]);
-        assert!(check_capabilities(&many).unwrap_err().contains("(max_models)"));
+        assert!(check_capabilities(&many)
+            .unwrap_err()
+            .contains("(max_models)"));
         let long_id = caps(vec![model(&"x".repeat(MAX_MODEL_ID_BYTES + 1))], vec![]);
         assert!(check_capabilities(&long_id)
             .unwrap_err()

@@ -71,8 +71,18 @@ pub fn check(bytes: &[u8], limits: &CompileLimits) -> Result<Structure> {
             Payload::CodeSectionStart { count, size, .. } => {
                 s.functions += u64::from(count);
                 s.code_bytes += u64::from(size);
-                over(s.functions, limits.max_functions, "functions", "max_functions")?;
-                over(s.code_bytes, limits.max_code_bytes, "bytes of code", "max_code_bytes")?;
+                over(
+                    s.functions,
+                    limits.max_functions,
+                    "functions",
+                    "max_functions",
+                )?;
+                over(
+                    s.code_bytes,
+                    limits.max_code_bytes,
+                    "bytes of code",
+                    "max_code_bytes",
+                )?;
             }
             Payload::CodeSectionEntry(body) => {
                 let mut locals = 0u64;

@@ -83,7 +83,11 @@ pub const BOUNDS: &[(&str, u64, u64)] = &[
     ("queue_timeout_ms", 0, MAX_PHASE_TIMEOUT_MS),
     ("max_response_bytes", 1, MAX_RESPONSE_BYTES),
     ("max_log_bytes_per_call", 1, MAX_LOG_BYTES_PER_CALL),
-    ("max_log_records_per_call", 1, MAX_LOG_RECORDS_PER_CALL as u64),
+    (
+        "max_log_records_per_call",
+        1,
+        MAX_LOG_RECORDS_PER_CALL as u64,
+    ),
     ("max_table_elements", 1, MAX_TABLE_ELEMENTS as u64),
 ];
 
@@ -204,7 +208,8 @@ mod tests {
             "max_table_elements",
         ] {
             assert!(
-                p.iter().any(|m| m.starts_with(&format!("{field}: must be between"))),
+                p.iter()
+                    .any(|m| m.starts_with(&format!("{field}: must be between"))),
                 "{field}: {p:?}"
             );
         }

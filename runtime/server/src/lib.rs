@@ -546,7 +546,11 @@ const WRITE_STALL: &str = "the client stopped reading its response";
 impl Tracked {
     /// Account for one write attempt: progress resets the stall timer, a blocked
     /// write arms it, and a write blocked past the limit fails the connection.
-    fn progress(&mut self, cx: &mut Context<'_>, r: Poll<std::io::Result<usize>>) -> Poll<std::io::Result<usize>> {
+    fn progress(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: Poll<std::io::Result<usize>>,
+    ) -> Poll<std::io::Result<usize>> {
         match &r {
             Poll::Ready(Ok(n)) if *n > 0 => {
                 self.partial.store(false, Ordering::Release);

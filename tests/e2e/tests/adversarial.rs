@@ -339,7 +339,10 @@ async fn capabilities_bomb_is_refused() {
         let cases: [(&[(&str, String)], &str); 5] = [
             // The measured attack: 100 000 models (the lift budget stops it).
             (&[], "(max_total_bytes)"),
-            (&[("models", (cl::MAX_MODELS + 1).to_string())], "(max_models)"),
+            (
+                &[("models", (cl::MAX_MODELS + 1).to_string())],
+                "(max_models)",
+            ),
             (
                 &[("models", "1".into()), ("id_bytes", "100000".into())],
                 "(max_model_id_bytes)",

@@ -174,10 +174,7 @@ async fn export_with_the_wrong_type_is_an_invalid_component() {
     };
     assert_eq!(err.code, ErrorCode::InvalidComponent, "{err}");
     assert!(err.message.contains("wrong type"), "{err}");
-    assert!(
-        err.message.contains("tamma:provider/provider"),
-        "{err}"
-    );
+    assert!(err.message.contains("tamma:provider/provider"), "{err}");
 }
 
 /// A small component of very many empty functions (the measured attack: 300 000
@@ -204,7 +201,10 @@ fn the_built_guests_are_far_within_the_compile_limits() {
         println!("{name}: {s:?}");
         assert!(s.functions * 2 <= limits.max_functions, "{name}: {s:?}");
         assert!(s.code_bytes * 2 <= limits.max_code_bytes, "{name}: {s:?}");
-        assert!(s.max_locals * 2 <= limits.max_locals_per_function, "{name}: {s:?}");
+        assert!(
+            s.max_locals * 2 <= limits.max_locals_per_function,
+            "{name}: {s:?}"
+        );
         assert!(s.types * 2 <= limits.max_types, "{name}: {s:?}");
     }
 }

@@ -505,6 +505,61 @@ async fn probes_follow_discovery_and_providers() {
     s.shutdown().await;
 }
 
+/// A client that asks for a large answer and never reads it: past
+/// `write_stall_timeout_ms` of blocked writes the connection is closed and the
+/// request's concurrency slot freed (it used to stay held for as long as the
+/// client kept its socket open, so `max_concurrent_requests` such clients took
+/// the server).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_loses_its_slot() {
+    let r = registry(5);
+    r.register("echo", echo()).await.unwrap();
+    let big = tamma_registry::Registration::new(tamma_registry::ComponentSource::File(
+        tamma_e2e::guest("adversarial_big_response"),
+    ))
+    .with_settings(ProviderSettings::new(
+        vec![("size_bytes".into(), (24u64 << 20).to_string())],
+        Limits {
+            memory_mib: 256,
+            max_response_bytes: 64 << 20,
+            ..Limits::default()
+        },
+    ));
+    r.register("big", big).await.unwrap();
+    let mut config = ServerConfig::default();
+    config.limits.max_concurrent_requests = 1;
+    config.limits.write_stall_timeout_ms = 300;
+    let s = serve(&r, config).await;
+    let a = s.addr();
+
+    // The attacker: a 4 KiB receive buffer, one request, then it never reads.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut attacker = socket.connect(a).await.unwrap();
+    let body = chat("big/big-1", "give me everything").to_string();
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: {a}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    attacker.write_all(request.as_bytes()).await.unwrap();
+
+    // A normal client is served once the stalled connection has been cut off,
+    // while the attacker still holds its socket open.
+    let mut served = None;
+    for _ in 0..200 {
+        let resp = post(a, "/v1/chat/completions", &chat("echo/echo-1", "hello")).await;
+        if resp.status == 200 {
+            served = Some(resp);
+            break;
+        }
+        assert_eq!(resp.status, 429, "{}", resp.text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(served.is_some(), "the stalled reader kept the only slot");
+    drop(attacker);
+    s.shutdown().await;
+}
+
 /// During the drain (`shutdown_drain_ms`) the listener stays open and `/readyz`
 /// answers 503, so a readiness probe sees the drain instead of a refused
 /// connection; requests are still served.
@@ -531,7 +586,12 @@ async fn readyz_answers_503_during_the_drain() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     assert!(saw_503, "/readyz never answered 503 during the drain");
-    let served = post(a, "/v1/chat/completions", &chat("echo/echo-1", "still here")).await;
+    let served = post(
+        a,
+        "/v1/chat/completions",
+        &chat("echo/echo-1", "still here"),
+    )
+    .await;
     assert_eq!(served.status, 200, "{}", served.text());
     let report = stopping.await.unwrap();
     assert!(report.drained);

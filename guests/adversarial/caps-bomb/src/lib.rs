@@ -46,7 +46,11 @@ impl Provider for Adversary {
         &mut self,
         request: CompletionRequest,
     ) -> Result<CompletionResponse, ProviderError> {
-        Ok(CompletionResponse::new("caps-bomb-1", request.model, "boom"))
+        Ok(CompletionResponse::new(
+            "caps-bomb-1",
+            request.model,
+            "boom",
+        ))
     }
 }
 

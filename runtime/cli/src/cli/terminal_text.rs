@@ -52,8 +52,14 @@ mod tests {
         assert_eq!(line("plain text, ünïcode"), "plain text, ünïcode");
         assert!(matches!(line("plain"), Cow::Borrowed(_)));
         assert_eq!(line("a\nb\x1b[2Jc"), "a\\u{a}b\\u{1b}[2Jc");
-        assert_eq!(line("\r\x7f\u{9b}\u{202e}"), "\\u{d}\\u{7f}\\u{9b}\\u{202e}");
-        assert_eq!(prose("two\nlines\tand \x1b[2J"), "two\nlines\tand \\u{1b}[2J");
+        assert_eq!(
+            line("\r\x7f\u{9b}\u{202e}"),
+            "\\u{d}\\u{7f}\\u{9b}\\u{202e}"
+        );
+        assert_eq!(
+            prose("two\nlines\tand \x1b[2J"),
+            "two\nlines\tand \\u{1b}[2J"
+        );
         assert_eq!(prose("back\rspace\x08"), "back\\u{d}space\\u{8}");
     }
 }

@@ -218,7 +218,10 @@ pub(crate) fn secret_hosts(
     let default = builtin_base_url.and_then(|u| env::origin_of_url(u).ok());
     refs.iter()
         .filter_map(|(name, spec)| {
-            let hosts = spec.hosts.clone().or_else(|| default.clone().map(|d| vec![d]))?;
+            let hosts = spec
+                .hosts
+                .clone()
+                .or_else(|| default.clone().map(|d| vec![d]))?;
             Some((name.clone(), hosts))
         })
         .collect()

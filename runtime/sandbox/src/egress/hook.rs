@@ -182,7 +182,7 @@ async fn send(
                     reason,
                     &e.to_string(),
                     HttpError::HttpRequestDenied,
-                ))
+                ));
             }
         }
     }
@@ -255,7 +255,8 @@ async fn send(
     inner.counters.record_sent();
     tracing::debug!(target: "tamma::egress", provider, scheme = target.scheme.as_str(), host = %target.host, port = target.port, %ip, "outbound request");
 
-    let mut response = match tokio::time::timeout_at(first_byte_deadline, client.request(req)).await {
+    let mut response = match tokio::time::timeout_at(first_byte_deadline, client.request(req)).await
+    {
         Ok(Ok(response)) => response,
         Ok(Err(e)) => {
             inner.counters.record_failed();
@@ -437,7 +438,13 @@ mod tests {
     async fn a_secret_bound_to_one_host_is_refused_for_another() {
         let server = start_server().await;
         let policy = policy_for(server.port, EgressLimits::default())
-            .with_secret_hosts([("api_key".to_string(), vec![format!("http://{NAME}:{}", server.port)])].into())
+            .with_secret_hosts(
+                [(
+                    "api_key".to_string(),
+                    vec![format!("http://{NAME}:{}", server.port)],
+                )]
+                .into(),
+            )
             .unwrap();
         // Allowed host, but not the one the key is bound to: refused before connecting.
         let req = get(&format!("http://127.0.0.1:{}/ok", server.port))

@@ -139,7 +139,9 @@ impl EgressPolicy {
                 continue;
             };
             if hosts.is_empty() {
-                problems.push(format!("secret {name:?}: hosts must name at least one host"));
+                problems.push(format!(
+                    "secret {name:?}: hosts must name at least one host"
+                ));
                 continue;
             }
             match parse_allowed_hosts(&hosts) {

@@ -242,8 +242,7 @@ mod tests {
 
     #[test]
     fn a_bound_secret_goes_only_to_its_hosts() {
-        let bound = Secret::new("sk-123")
-            .bound_to(
+        let bound = Secret::new("sk-123").bound_to(
             vec![AllowedHost::parse("https://api.example.com").unwrap()],
             vec!["https://api.example.com".into()],
         );
