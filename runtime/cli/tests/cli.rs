@@ -166,3 +166,36 @@ fn every_subcommand_has_help() {
         assert!(out.contains("Usage"), "{out}");
     }
 }
+
+/// Guest text never reaches the terminal raw: a guest that answers (or fails)
+/// with a newline and `ESC[2J` could forge output lines or clear the screen.
+#[test]
+fn run_escapes_control_characters_from_the_guest() {
+    let echo = guest("echo");
+    let (code, out, err) = run(&[
+        "run",
+        echo.to_str().unwrap(),
+        "--prompt",
+        "line one\nline two\x1b[2J\r",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains('\x1b') && !out.contains('\r'), "{out:?}");
+    // (echo answers with the prompt's words joined by spaces)
+    assert!(out.contains("two\\u{1b}[2J"), "{out:?}");
+
+    // An error message written by the guest (it quotes the configured value).
+    let test_provider = guest("test_provider");
+    let (code, out, err) = run(&[
+        "run",
+        test_provider.to_str().unwrap(),
+        "--config",
+        "init_fail=x\n[ok] forged line\x1b[2J",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(!err.contains('\x1b'), "{err:?}");
+    assert!(
+        !err.lines().any(|l| l.starts_with("[ok] forged line")),
+        "{err:?}"
+    );
+    assert!(err.contains("x\\u{a}[ok] forged line\\u{1b}[2J"), "{err:?}");
+}

@@ -21,6 +21,7 @@ use wasmtime::component::ResourceAny;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use crate::bindings;
+use crate::capability_limits;
 use crate::engine::SandboxEngine;
 use crate::error::{Error, ErrorCode, Result};
 use crate::exports::{api, Provider, ProviderPre};
@@ -136,6 +137,16 @@ impl Instance {
             tokio::time::timeout_at(deadline.into(), pre.instantiate_async(&mut store)).await;
         let bindings = match result {
             Ok(Ok(b)) => b,
+            Ok(Err(e)) if wrong_export_type(&e) => {
+                return Err(Error::new(
+                    ErrorCode::InvalidComponent,
+                    format!(
+                        "component does not satisfy the tamma:provider/provider world: an export \
+                         has the right name but the wrong type: {}",
+                        format!("{e:#}").replace('\n', " ")
+                    ),
+                ));
+            }
             Ok(Err(e)) => {
                 return Err(classify(e, store.data(), limits, "instantiate"));
             }
@@ -238,8 +249,37 @@ impl Instance {
         r.map_err(|e| Error::from_provider_error(bindings::provider_error(e)))
     }
 
+    /// The guest's declared capabilities, bounded while lifting and checked right
+    /// after (`capability_limits`); past a limit `REGISTRATION_FAILED` naming it.
     pub(crate) async fn capabilities(&mut self) -> Result<types::Capabilities> {
         let timeout = self.settings.limits.timeout();
+        let normal = self.store.hostcall_fuel();
+        self.store.set_hostcall_fuel(capability_limits::LIFT_BUDGET);
+        let r = self.declared_capabilities(timeout).await;
+        self.store.set_hostcall_fuel(normal);
+        let refused = |message: String| Error::new(ErrorCode::RegistrationFailed, message);
+        let c = match r {
+            Err(e) if capability_limits::lift_budget_exhausted(&e.message) => {
+                return Err(refused(capability_limits::lift_budget_message(
+                    "capabilities",
+                )))
+            }
+            r => r?,
+        };
+        if let Err(message) = capability_limits::check_capabilities(&c) {
+            // A huge declaration leaves a huge guest heap behind: start fresh.
+            self.retired = true;
+            return Err(refused(message));
+        }
+        Ok(c)
+    }
+
+    /// `capabilities()` and, for a component exporting `embeddings`, its
+    /// embedding models, as declared (bounded by the caller).
+    async fn declared_capabilities(
+        &mut self,
+        timeout: std::time::Duration,
+    ) -> Result<types::Capabilities> {
         let c = guarded!(self, "capabilities", timeout, |s, b| async move {
             api!(b, |a| a.call_capabilities(s))
         })?;
@@ -257,13 +297,33 @@ impl Instance {
         Ok(caps)
     }
 
+    /// The guest's `list-models`, bounded like its capabilities; past a limit
+    /// `RESPONSE_TOO_LARGE` naming it.
     pub(crate) async fn list_models(&mut self) -> Result<Vec<types::ModelInfo>> {
         let timeout = self.settings.limits.timeout();
+        let normal = self.store.hostcall_fuel();
+        self.store.set_hostcall_fuel(capability_limits::LIFT_BUDGET);
         let r = guarded!(self, "list-models", timeout, |s, b| async move {
             api!(b, |a| a.call_list_models(s))
-        })?;
-        r.map(|v| v.into_iter().map(bindings::model).collect())
-            .map_err(|e| Error::from_provider_error(bindings::provider_error(e)))
+        });
+        self.store.set_hostcall_fuel(normal);
+        let too_many = |message: String| Error::new(ErrorCode::ResponseTooLarge, message);
+        let r = match r {
+            Err(e) if capability_limits::lift_budget_exhausted(&e.message) => {
+                return Err(too_many(capability_limits::lift_budget_message(
+                    "list-models",
+                )))
+            }
+            r => r?,
+        };
+        let models: Vec<types::ModelInfo> = r
+            .map(|v| v.into_iter().map(bindings::model).collect())
+            .map_err(|e| Error::from_provider_error(bindings::provider_error(e)))?;
+        if let Err(message) = capability_limits::check_models(&models, "list-models") {
+            self.retired = true;
+            return Err(too_many(message));
+        }
+        Ok(models)
     }
 
     pub(crate) async fn complete(
@@ -401,6 +461,18 @@ pub(crate) fn unsupported_embeddings() -> Error {
         ErrorCode::Unsupported,
         "the provider does not export tamma:provider/embeddings (it serves chat only)",
     )
+}
+
+/// Whether instantiation failed because an export's type differs from the
+/// world's. The generated bindings check each export's type (`get_typed_func`)
+/// only when an instance is made, not when the component is type-checked
+/// against the linker, so this is where a right-name-wrong-type component shows;
+/// the first instance is made at registration, before any call. wasmtime gives
+/// the failure no type of its own, so its context text is matched (a test,
+/// `export_with_the_wrong_type_is_an_invalid_component`, fails if it changes).
+fn wrong_export_type(e: &wasmtime::Error) -> bool {
+    e.chain()
+        .any(|c| c.to_string() == "failed to convert function to given type")
 }
 
 fn cut_off() -> Error {

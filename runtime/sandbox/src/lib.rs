@@ -8,10 +8,12 @@
 //! | module | what it is |
 //! |---|---|
 //! | [`types`] | host-side data types of the provider contract (`wit/provider.wit`) |
+//! | [`capability_limits`] | bounds on what a guest may declare in `capabilities()` / `list-models` |
 //! | [`error`] | the runtime's one error type and its stable codes |
 //! | [`limits`] | per-provider sandbox limits and their defaults |
 //! | [`engine`] | the process-wide wasmtime engine, allocator probe and epoch ticker |
 //! | [`compile_cache`] | on-disk cache of compiled components |
+//! | [`compile_limits`] | structural limits (functions, code bytes, locals, types) checked before compiling |
 //! | [`component`] | a compiled, type-checked component ready to instantiate |
 //! | [`sandbox`] | loading, type-checking and instantiating components |
 //! | [`settings`] | what shapes one provider's sandbox: config, limits, egress |
@@ -24,7 +26,9 @@
 //! | [`provider`] | the handle used to call a loaded provider, and streams |
 //! | `bench_support` | entry points for the benchmarks only (feature `bench`, not a stable API) |
 
+pub mod capability_limits;
 pub mod compile_cache;
+pub mod compile_limits;
 pub mod component;
 pub mod egress;
 pub mod engine;

@@ -10,6 +10,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 
 use crate::bindings::{host, v0_1};
 use crate::compile_cache::{sha256_hex, CacheOutcome, CompileCache};
+use crate::compile_limits::{self, CompileLimits};
 use crate::component::Compiled;
 use crate::exports::ProviderPre;
 // Made here, defined apart (see `component`); also named from here.
@@ -31,6 +32,8 @@ pub struct Sandbox {
     engine: SandboxEngine,
     linker: Arc<Linker<HostState>>,
     cache: CompileCache,
+    /// Structural limits checked before compiling.
+    compile_limits: CompileLimits,
     /// Components already in memory, by SHA-256: a thousand providers running one
     /// component share one copy of its compiled code (a few hundred KiB each
     /// otherwise). Weak, so unregistering the last user frees the code.
@@ -62,8 +65,15 @@ impl Sandbox {
             engine,
             linker: Arc::new(linker),
             cache,
+            compile_limits: CompileLimits::default(),
             loaded: Arc::default(),
         })
+    }
+
+    /// The same sandbox checking `limits` before it compiles a component.
+    pub fn with_compile_limits(mut self, limits: CompileLimits) -> Self {
+        self.compile_limits = limits;
+        self
     }
 
     /// The engine.
@@ -109,6 +119,9 @@ impl Sandbox {
                 size: bytes.len(),
             });
         }
+        // Before the compiler sees it: compile time and memory grow with its
+        // structure, which the size cap alone does not bound.
+        compile_limits::check(bytes, &self.compile_limits)?;
         let (component, cache) = self.cache.load_or_compile(&self.engine, bytes, &sha256)?;
         let pre = self.type_check(&component)?;
         let compiled = Arc::new(Compiled { pre, component });

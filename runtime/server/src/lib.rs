@@ -309,8 +309,25 @@ impl Server {
             .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms))
             .keep_alive(true);
         let conn_limit = Arc::new(Semaphore::new(limits.max_connections as usize));
+        let write_stall = Duration::from_millis(limits.write_stall_timeout_ms);
         let graceful = GracefulShutdown::new();
         let metrics = state.metrics.clone();
+        // The drain, the Kubernetes way: on the signal `/readyz` turns 503 at once,
+        // but the listener stays open for `shutdown_drain_ms` so probes see the 503
+        // (and requests still routed here are served) before connections are refused.
+        let drain = Duration::from_millis(state.config.load().shutdown_drain_ms);
+        let tx = &shutdown_tx;
+        let shutdown = async move {
+            shutdown.await;
+            let _ = tx.send(true);
+            if !drain.is_zero() {
+                tracing::info!(
+                    drain_ms = drain.as_millis() as u64,
+                    "shutting down: /readyz answers 503; still accepting during the drain"
+                );
+                tokio::time::sleep(drain).await;
+            }
+        };
         tokio::pin!(shutdown);
         loop {
             let permit = tokio::select! {
@@ -336,6 +353,8 @@ impl Server {
             let io = TokioIo::new(Tracked {
                 inner: stream,
                 partial: partial.clone(),
+                stall_limit: write_stall,
+                stalled: None,
             });
             let conn = graceful.watch(http.serve_connection(io, svc.clone()));
             metrics.connection_opened();
@@ -349,6 +368,9 @@ impl Server {
                         if let Some(spare) = spare {
                             write_408(spare).await;
                         }
+                    } else if write_stalled(&e) {
+                        metrics.record_rejected("write_stall");
+                        tracing::debug!("closed a connection whose client stopped reading");
                     } else {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
@@ -508,10 +530,63 @@ async fn write_408(spare: std::net::TcpStream) {
 
 /// A socket that remembers whether bytes were read since the last write: a
 /// header timeout with bytes pending is a slow client (408), without is an idle
-/// keep-alive connection (closed silently).
+/// keep-alive connection (closed silently). It also bounds how long a write may
+/// stay blocked: hyper's HTTP/1 server has no write timeout, and a response body
+/// (which holds the request's concurrency slot) that a client never reads would
+/// otherwise stay in flight for as long as the client keeps its socket open.
 struct Tracked {
     inner: TcpStream,
     partial: Arc<AtomicBool>,
+    /// How long a write may stay blocked (`write_stall_timeout_ms`).
+    stall_limit: Duration,
+    /// Running while writes are blocked; cleared by any progress.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+/// The error a stalled write ends its connection with.
+const WRITE_STALL: &str = "the client stopped reading its response";
+
+impl Tracked {
+    /// Account for one write attempt: progress resets the stall timer, a blocked
+    /// write arms it, and a write blocked past the limit fails the connection.
+    fn progress(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: Poll<std::io::Result<usize>>,
+    ) -> Poll<std::io::Result<usize>> {
+        match &r {
+            Poll::Ready(Ok(n)) if *n > 0 => {
+                self.partial.store(false, Ordering::Release);
+                self.stalled = None;
+            }
+            Poll::Pending => {
+                let limit = self.stall_limit;
+                let timer = self
+                    .stalled
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                if timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        WRITE_STALL,
+                    )));
+                }
+            }
+            _ => {}
+        }
+        r
+    }
+}
+
+/// Whether a connection ended because its client stopped reading.
+fn write_stalled(e: &hyper::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.to_string() == WRITE_STALL {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 impl AsyncRead for Tracked {
@@ -536,10 +611,7 @@ impl AsyncWrite for Tracked {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.partial.store(false, Ordering::Release);
-        }
-        r
+        self.progress(cx, r)
     }
 
     fn poll_write_vectored(
@@ -548,10 +620,7 @@ impl AsyncWrite for Tracked {
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.partial.store(false, Ordering::Release);
-        }
-        r
+        self.progress(cx, r)
     }
 
     fn is_write_vectored(&self) -> bool {

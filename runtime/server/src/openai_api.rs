@@ -578,7 +578,31 @@ fn record_attempts(ticket: &Ticket, served: &routing::Served) {
     }
 }
 
+/// Before the first discovery round is done a configured model may just not be
+/// registered yet: say so with 503 and `Retry-After` rather than a 404 that a
+/// client cannot tell from a typo.
+fn while_starting(state: &AppState, e: ApiError) -> ApiError {
+    let discovered = state
+        .readiness
+        .discovery_finished
+        .load(std::sync::atomic::Ordering::Acquire);
+    if discovered || e.status != StatusCode::NOT_FOUND {
+        return e;
+    }
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "server_error",
+        format!(
+            "the server is still loading its providers; retry shortly ({})",
+            e.message
+        ),
+    )
+    .code("providers_loading")
+    .retry_after(std::time::Duration::from_secs(1))
+}
+
 fn finish_error(state: &AppState, started: Instant, provider: &str, e: ApiError) -> Response {
+    let e = while_starting(state, e);
     genai::error(
         &tracing::Span::current(),
         e.code.as_deref().unwrap_or(e.kind),

@@ -19,6 +19,9 @@ use tamma_sandbox::{LoadedComponent, Sandbox};
 
 pub mod config_cmds;
 pub mod serve;
+pub mod terminal_text;
+
+use terminal_text::{line, prose};
 
 /// Tamma: run AI providers as sandboxed WebAssembly components.
 #[derive(Debug, Parser)]
@@ -237,7 +240,8 @@ fn report(e: &Error, json: bool) {
         let body = serde_json::json!({ "error": e });
         println!("{body}");
     } else {
-        eprintln!("error: {e}");
+        // The message (and the provider error in it) may be guest text.
+        eprintln!("error: {}", line(&e.to_string()));
     }
 }
 
@@ -297,7 +301,7 @@ async fn run(args: RunArgs) -> Result<()> {
             if json {
                 let _ = writeln!(out, "{}", serde_json::to_string(&chunk).unwrap_or_default());
             } else {
-                let _ = write!(out, "{}", chunk.delta);
+                let _ = write!(out, "{}", prose(&chunk.delta));
             }
             let _ = out.flush();
             if chunk.finish_reason.is_some() || chunk.usage.is_some() {
@@ -320,9 +324,14 @@ async fn run(args: RunArgs) -> Result<()> {
         if json {
             println!("{}", serde_json::to_string(&resp).unwrap_or_default());
         } else {
-            println!("{}", resp.content);
+            println!("{}", prose(&resp.content));
             for call in &resp.tool_calls {
-                println!("tool call {} {}({})", call.id, call.name, call.arguments);
+                println!(
+                    "tool call {} {}({})",
+                    line(&call.id),
+                    line(&call.name),
+                    line(&call.arguments)
+                );
             }
             eprintln!(
                 "[{name}: finish {}, tokens {} in / {} out]",
@@ -383,7 +392,9 @@ async fn inspect(args: InspectArgs) -> Result<()> {
         for m in &caps.models {
             println!(
                 "  model:     {} ({}), context {}",
-                m.id, m.name, m.context_window
+                line(&m.id),
+                line(&m.name),
+                m.context_window
             );
         }
         if loaded.exports_embeddings() {
@@ -401,7 +412,7 @@ async fn inspect(args: InspectArgs) -> Result<()> {
             );
         }
         if !caps.features.is_empty() {
-            println!("  features:  {}", caps.features.join(", "));
+            println!("  features:  {}", line(&caps.features.join(", ")));
         }
     }
     provider.dispose(provider.limits().dispose_timeout()).await;

@@ -65,7 +65,9 @@ pub use discovery::{DiscoveryConfig, MIN_AUTO_REFRESH_MS};
 pub use load::Format;
 pub(crate) use problem::join_path;
 pub use problem::{Check, ConfigCheck, Problem};
-pub use provider::{ComponentRef, PluginGrant, ProviderConfig, SecretRef, BUILTIN_TYPES};
+pub use provider::{
+    ComponentRef, PluginGrant, ProviderConfig, SecretRef, SecretSpec, BUILTIN_TYPES,
+};
 use server::ServerConfig;
 
 /// The whole configuration file.
