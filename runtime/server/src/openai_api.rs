@@ -114,19 +114,30 @@ pub(crate) fn opt_u32(obj: &Map<String, Value>, key: &str) -> Result<Option<u32>
     }
 }
 
-/// Parse a chat completion request body.
-pub fn parse_chat_request(body: &[u8]) -> Result<ChatRequest, ApiError> {
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
-    let obj = v
-        .as_object()
-        .ok_or_else(|| ApiError::bad_request("the body must be a JSON object"))?;
-    let model = obj
-        .get("model")
+/// A request body's JSON object (400 when it is not one).
+pub(crate) fn json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_slice(body) {
+        Ok(Value::Object(obj)) => Ok(obj),
+        Ok(_) => Err(ApiError::bad_request("the body must be a JSON object")),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "the body is not valid JSON: {e}"
+        ))),
+    }
+}
+
+/// The request's `model`, a non-empty string; `missing` says so otherwise.
+pub(crate) fn model_of(obj: &Map<String, Value>, missing: &str) -> Result<String, ApiError> {
+    obj.get("model")
         .and_then(Value::as_str)
         .filter(|m| !m.is_empty())
-        .ok_or_else(|| bad("you must provide a model parameter", "model"))?
-        .to_string();
+        .map(String::from)
+        .ok_or_else(|| bad(missing, "model"))
+}
+
+/// Parse a chat completion request body.
+pub fn parse_chat_request(body: &[u8]) -> Result<ChatRequest, ApiError> {
+    let obj = &json_object(body)?;
+    let model = model_of(obj, "you must provide a model parameter")?;
     let raw_messages = obj
         .get("messages")
         .and_then(Value::as_array)

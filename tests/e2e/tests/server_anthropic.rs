@@ -18,7 +18,7 @@ use tamma_mock_upstream::{Fault, HttpError, MockToolCall, MockUpstream, Route};
 use tamma_registry::{ComponentSource, Limits, ProviderSettings, Registration, Registry};
 use tamma_sandbox::egress::EgressPolicy;
 use tamma_server::config::ClientKey;
-use tamma_server::ServerConfig;
+use tamma_server::{RunningServer, ServerConfig};
 use tamma_test_support::client::{self, Response, Streaming};
 
 const UPSTREAM_KEY: &str = "sk-upstream-test-4b5a";
@@ -37,6 +37,14 @@ fn openai(mock: &MockUpstream) -> Registration {
             BTreeMap::from([("api_key".to_string(), UPSTREAM_KEY.to_string())]),
         ),
     })
+}
+
+/// A server over the echo provider alone.
+async fn echo_only(config: ServerConfig) -> (Registry, RunningServer) {
+    let r = registry(100);
+    r.register("echo", echo()).await.unwrap();
+    let s = serve(&r, config).await;
+    (r, s)
 }
 
 async fn setup() -> (MockUpstream, Registry) {
@@ -195,9 +203,7 @@ async fn messages_whole_and_streamed_through_echo_and_openai() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_and_unknown_models_are_errors_in_anthropic_shape() {
-    let r = registry(100);
-    r.register("echo", echo()).await.unwrap();
-    let s = serve(&r, ServerConfig::default()).await;
+    let (_r, s) = echo_only(ServerConfig::default()).await;
     let a = s.addr();
     let image = json!({
         "model": "echo/echo-1", "max_tokens": 8,
@@ -261,19 +267,14 @@ fn key(name: &str, value: &str) -> ClientKey {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_keys_are_read_from_x_api_key_and_refuse_in_anthropic_shape() {
-    let r = registry(100);
-    r.register("echo", echo()).await.unwrap();
     let mut a_key = key("team-a", KEY_A);
     a_key.models = Some(vec!["echo/echo-1".into()]);
     let mut limited = key("limited", KEY_B);
     limited.rpm = Some(1);
-    let s = serve(
-        &r,
-        ServerConfig {
-            keys: vec![a_key, limited],
-            ..ServerConfig::default()
-        },
-    )
+    let (_r, s) = echo_only(ServerConfig {
+        keys: vec![a_key, limited],
+        ..ServerConfig::default()
+    })
     .await;
     let a = s.addr();
     let body = message("echo/echo-1", "hi");
@@ -300,6 +301,12 @@ async fn client_keys_are_read_from_x_api_key_and_refuse_in_anthropic_shape() {
     s.shutdown().await;
 }
 
+/// The mock's answer: a call of `get_weather` for Oslo, with this id.
+fn weather_call(id: &str) -> Fault {
+    let args = json!({"city": "Oslo"}).to_string();
+    Fault::ToolCalls(vec![MockToolCall::new(id, "get_weather", &args)])
+}
+
 fn weather_tools() -> Value {
     json!([{
         "name": "get_weather",
@@ -313,18 +320,13 @@ async fn a_tool_use_round_trip_through_the_openai_provider() {
     let (mock, r) = setup().await;
     let s = serve(&r, ServerConfig::default()).await;
     let a = s.addr();
-    let calls = vec![MockToolCall::new(
-        "call_a",
-        "get_weather",
-        r#"{"city":"Oslo"}"#,
-    )];
     let mut ask = message("openai/gpt-mock", "weather in Oslo?");
     ask["tools"] = weather_tools();
     ask["tool_choice"] = json!({"type": "auto"});
     ask["metadata"] = json!({"user_id": "u-42"});
     ask["stop_sequences"] = json!(["END"]);
 
-    mock.push_fault_on(Route::Chat, Fault::ToolCalls(calls.clone()));
+    mock.push_fault_on(Route::Chat, weather_call("call_a"));
     let v = messages(a, &[], &ask).await.json();
     assert_eq!(v["stop_reason"], "tool_use", "{v}");
     assert_eq!(
@@ -343,7 +345,7 @@ async fn a_tool_use_round_trip_through_the_openai_provider() {
     assert_eq!(sent["max_tokens"], 64);
 
     // Streamed: the arguments arrive as input_json_delta fragments.
-    mock.push_fault_on(Route::Chat, Fault::ToolCalls(calls));
+    mock.push_fault_on(Route::Chat, weather_call("call_a"));
     let (_, evs) = stream(a, &ask).await;
     let start = evs
         .iter()
@@ -450,43 +452,16 @@ async fn upstream_errors_map_fall_back_before_the_first_byte_and_are_in_band_aft
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_anthropic_python_client_works_unchanged() {
-    // `make test` installs the pinned client into target/py-test-venv.
-    let venv = tamma_e2e::workspace_root().join("target/py-test-venv/bin/python");
-    let python = if venv.exists() {
-        venv.display().to_string()
-    } else {
-        "python3".to_string()
-    };
-    let have = std::process::Command::new(&python)
-        .args(["-c", "import anthropic"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !have {
-        // In CI the client must be there (`make test` installs it): never skip there.
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "the `anthropic` Python package is missing"
-        );
-        eprintln!(
-            "skipped: the `anthropic` Python package is not installed (make test installs it)"
-        );
+    let Some(python) = python_with("anthropic") else {
         return;
-    }
+    };
     let (mock, r) = setup().await;
     // In the order the script calls the upstream: a 429, then a tool call.
     mock.push_fault_on(
         Route::Chat,
         Fault::Error(HttpError::new(429).retry_after("1")),
     );
-    mock.push_fault_on(
-        Route::Chat,
-        Fault::ToolCalls(vec![MockToolCall::new(
-            "call_py",
-            "get_weather",
-            r#"{"city":"Oslo"}"#,
-        )]),
-    );
+    mock.push_fault_on(Route::Chat, weather_call("call_py"));
     let s = serve(&r, ServerConfig::default()).await;
     let script = r#"
 import json, sys, anthropic
@@ -528,21 +503,7 @@ except anthropic.BadRequestError as e:
     out["image"] = [e.status_code, isinstance(e, anthropic.APIStatusError)]
 print(json.dumps(out))
 "#;
-    let url = s.url();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(&python)
-            .args(["-c", script, &url])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = run_python(python, script, vec![s.url()]).await;
     assert_eq!(v["content"], "hi from python", "{v}");
     assert_eq!(v["stop_reason"], "end_turn", "{v}");
     assert!(v["usage"][1].as_u64().unwrap() > 0, "{v}");

@@ -24,24 +24,15 @@ use serde_json::{Map, Value};
 
 use crate::api_error::ApiError;
 use crate::completion_call::Parsed;
-use crate::openai_api::{bad, opt_f32, opt_u32};
+use crate::openai_api::{bad, json_object, model_of, opt_f32, opt_u32};
 use tamma_sandbox::types::{CompletionRequest, Message, Role, ToolCall, ToolDefinition};
 
 use super::Messages;
 
 /// Parse a `POST /v1/messages` body.
 pub fn parse_messages_request(body: &[u8]) -> Result<Parsed<Messages>, ApiError> {
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
-    let obj = v
-        .as_object()
-        .ok_or_else(|| ApiError::bad_request("the body must be a JSON object"))?;
-    let model = obj
-        .get("model")
-        .and_then(Value::as_str)
-        .filter(|m| !m.is_empty())
-        .ok_or_else(|| bad("model: Field required", "model"))?
-        .to_string();
+    let obj = &json_object(body)?;
+    let model = model_of(obj, "model: Field required")?;
     // Anthropic requires it; so does this gateway, so a client learns it here.
     let max_tokens = opt_u32(obj, "max_tokens")?
         .ok_or_else(|| bad("max_tokens: Field required", "max_tokens"))?;

@@ -195,3 +195,49 @@ pub async fn wait_in_flight(s: &RunningServer, n: u64) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// The Python of the test venv (`make test` installs the pinned clients into
+/// `target/py-test-venv`), when it can import `module`. Without it, `None` —
+/// except in CI, where the client must be there: never skip there.
+pub fn python_with(module: &str) -> Option<String> {
+    let venv = tamma_e2e::workspace_root().join("target/py-test-venv/bin/python");
+    let python = if venv.exists() {
+        venv.display().to_string()
+    } else {
+        "python3".to_string()
+    };
+    let have = std::process::Command::new(&python)
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if have {
+        return Some(python);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "the `{module}` Python package is missing"
+    );
+    eprintln!("skipped: the `{module}` Python package is not installed (make test installs it)");
+    None
+}
+
+/// Run a Python `script` with `args`; its stdout is one JSON value.
+pub async fn run_python(python: String, script: &'static str, args: Vec<String>) -> Value {
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(&python)
+            .arg("-c")
+            .arg(script)
+            .args(&args)
+            .output()
+            .expect("python runs")
+    })
+    .await
+    .expect("the python task");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the script prints JSON")
+}
