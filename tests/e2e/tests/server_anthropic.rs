@@ -13,31 +13,13 @@ use std::net::SocketAddr;
 
 use serde_json::{json, Value};
 use server_support::*;
-use tamma_e2e::guest;
 use tamma_mock_upstream::{Fault, HttpError, MockToolCall, MockUpstream, Route};
-use tamma_registry::{ComponentSource, Limits, ProviderSettings, Registration, Registry};
-use tamma_sandbox::egress::EgressPolicy;
-use tamma_server::config::ClientKey;
+use tamma_registry::Registry;
 use tamma_server::{RunningServer, ServerConfig};
 use tamma_test_support::client::{self, Response, Streaming};
 
-const UPSTREAM_KEY: &str = "sk-upstream-test-4b5a";
 const KEY_A: &str = "key-a-0123456789abcdef";
 const KEY_B: &str = "key-b-0123456789abcdef";
-
-fn openai(mock: &MockUpstream) -> Registration {
-    Registration::new(ComponentSource::File(guest("openai"))).with_settings(ProviderSettings {
-        config: vec![
-            ("base_url".into(), mock.base_url()),
-            ("models".into(), "gpt-mock".into()),
-        ],
-        limits: Limits::default(),
-        egress: EgressPolicy::new(
-            vec![mock.url()],
-            BTreeMap::from([("api_key".to_string(), UPSTREAM_KEY.to_string())]),
-        ),
-    })
-}
 
 /// A server over the echo provider alone.
 async fn echo_only(config: ServerConfig) -> (Registry, RunningServer) {
@@ -51,7 +33,9 @@ async fn setup() -> (MockUpstream, Registry) {
     let mock = MockUpstream::start().await;
     mock.expect_api_key(UPSTREAM_KEY);
     let r = registry(100);
-    r.register("openai", openai(&mock)).await.unwrap();
+    r.register("openai", openai_on(&mock, "gpt-mock"))
+        .await
+        .unwrap();
     r.register("echo", echo()).await.unwrap();
     (mock, r)
 }
@@ -250,19 +234,6 @@ async fn refusals_and_unknown_models_are_errors_in_anthropic_shape() {
         "model_not_found",
     );
     s.shutdown().await;
-}
-
-fn key(name: &str, value: &str) -> ClientKey {
-    ClientKey {
-        name: name.into(),
-        key: Some(SecretRef::Value(value.into())),
-        sha256: None,
-        models: None,
-        rpm: None,
-        tpm: None,
-        max_concurrent: None,
-        budget: None,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,15 +2,19 @@
 //! real components, and small helpers around the test HTTP client.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use tamma_e2e::{builtins, guest, sandbox};
+use tamma_mock_upstream::MockUpstream;
 use tamma_registry::circuit_breaker::CircuitBreakerConfig;
 use tamma_registry::{
     ComponentSource, Limits, ProviderSettings, Registration, Registry, RegistryConfig,
 };
+use tamma_sandbox::egress::EgressPolicy;
+use tamma_server::config::ClientKey;
 use tamma_server::{RunningServer, ServeOptions, Server, ServerConfig};
 use tamma_test_support::client::{self, Response};
 
@@ -33,6 +37,38 @@ pub fn registry(failures: u32) -> Registry {
         ..RegistryConfig::default()
     };
     Registry::with_builtins(sandbox(), config, builtins()).expect("registry")
+}
+
+/// The key the `openai` provider presents to the mock upstream.
+pub const UPSTREAM_KEY: &str = "sk-upstream-test-4b5a";
+
+/// The `openai` guest against `mock`, offering `models` (comma-separated).
+pub fn openai_on(mock: &MockUpstream, models: &str) -> Registration {
+    Registration::new(ComponentSource::File(guest("openai"))).with_settings(ProviderSettings {
+        config: vec![
+            ("base_url".into(), mock.base_url()),
+            ("models".into(), models.into()),
+        ],
+        limits: Limits::default(),
+        egress: EgressPolicy::new(
+            vec![mock.url()],
+            BTreeMap::from([("api_key".to_string(), UPSTREAM_KEY.to_string())]),
+        ),
+    })
+}
+
+/// A client key `name` with this value and no limits.
+pub fn key(name: &str, value: &str) -> ClientKey {
+    ClientKey {
+        name: name.into(),
+        key: Some(SecretRef::Value(value.into())),
+        sha256: None,
+        models: None,
+        rpm: None,
+        tpm: None,
+        max_concurrent: None,
+        budget: None,
+    }
 }
 
 pub fn echo() -> Registration {
