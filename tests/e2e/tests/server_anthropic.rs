@@ -8,7 +8,6 @@
 
 mod server_support;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use serde_json::{json, Value};
@@ -364,14 +363,7 @@ async fn a_tool_use_round_trip_through_the_openai_provider() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_errors_map_fall_back_before_the_first_byte_and_are_in_band_after() {
     let (mock, r) = setup().await;
-    let config = ServerConfig {
-        routes: BTreeMap::from([(
-            "resilient".to_string(),
-            RouteConfig::ordered(["openai/gpt-mock", "echo/echo-1"]),
-        )]),
-        ..ServerConfig::default()
-    };
-    let s = serve(&r, config).await;
+    let s = serve(&r, resilient_route()).await;
     let a = s.addr();
 
     // Before the first byte: the route falls back, whole and streamed.

@@ -6,8 +6,6 @@
 
 mod server_support;
 
-use std::collections::BTreeMap;
-
 use serde_json::{json, Value};
 use server_support::*;
 use tamma_mock_upstream::{Fault, HttpError, MockToolCall, MockUpstream, Route};
@@ -156,14 +154,7 @@ async fn completions_streams_and_tool_calls_through_the_openai_provider() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_failure_before_the_first_byte_falls_back_and_mid_stream_is_an_error_event() {
     let (mock, r) = setup(100).await;
-    let config = ServerConfig {
-        routes: BTreeMap::from([(
-            "resilient".to_string(),
-            RouteConfig::ordered(["openai/gpt-mock", "echo/echo-1"]),
-        )]),
-        ..ServerConfig::default()
-    };
-    let s = serve(&r, config).await;
+    let s = serve(&r, resilient_route()).await;
     let a = s.addr();
 
     // 503 upstream: retryable, nothing sent yet: echo answers.

@@ -57,6 +57,18 @@ pub fn openai_on(mock: &MockUpstream, models: &str) -> Registration {
     })
 }
 
+/// A config with the route `resilient`: `openai/gpt-mock`, falling back to
+/// `echo/echo-1`.
+pub fn resilient_route() -> ServerConfig {
+    ServerConfig {
+        routes: BTreeMap::from([(
+            "resilient".to_string(),
+            RouteConfig::ordered(["openai/gpt-mock", "echo/echo-1"]),
+        )]),
+        ..ServerConfig::default()
+    }
+}
+
 /// A client key `name` with this value and no limits.
 pub fn key(name: &str, value: &str) -> ClientKey {
     ClientKey {
