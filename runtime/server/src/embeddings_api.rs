@@ -245,6 +245,7 @@ fn non_finite(provider: &str) -> ApiError {
 }
 
 fn failed(state: &AppState, started: Instant, provider: &str, e: ApiError) -> Response {
+    let e = crate::completion_call::while_starting(state, e);
     let code = e.code.as_deref().unwrap_or(e.kind);
     genai::error(&tracing::Span::current(), code);
     let status = e.status.as_u16();

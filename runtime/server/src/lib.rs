@@ -6,6 +6,8 @@
 //! | [`config`] | the `[server]` section of the config file (defined by `tamma-registry`, which reads the file) |
 //! | [`openai_api`] | `POST /v1/chat/completions`, `GET /v1/models[/{id}]` |
 //! | [`embeddings_api`] | `POST /v1/embeddings` (OpenAI's shape, float or base64) |
+//! | [`anthropic_api`] | `POST /v1/messages` (Anthropic's Messages API), errors in Anthropic's shape |
+//! | [`completion_call`] | one completion as both chat APIs serve it: body, routing, limits, fallback, charge, metrics, stream producer |
 //! | [`routing`] | which provider answers: strategies, retries, fallback between a route's targets |
 //! | [`auth`] | client API keys for `/v1`: the key ring, models a key may use, 401/403 |
 //! | [`client_limits`] | per-key rpm, tpm, concurrency and budgets; local or Redis counters |
@@ -18,7 +20,7 @@
 //! | [`host_guard`] | loopback servers answer loopback `Host` names only |
 //! | [`request_tracing`] | `x-request-id`, the per-request span (`traceparent` continued, GenAI attributes), the access log |
 //! | [`sse`] | server-sent events |
-//! | [`api_error`] | OpenAI-shaped errors and the status mapping |
+//! | [`api_error`] | errors (OpenAI's shape, Anthropic's rendering) and the status mapping |
 //!
 //! The server is stateless apart from the registry it serves: run as many
 //! replicas as needed behind a load balancer (see `docs/deployment.md`).
@@ -33,10 +35,12 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod anthropic_api;
 pub mod api_error;
 pub mod auth;
 pub mod client_limits;
 pub mod embeddings_api;
+pub mod completion_call;
 pub use tamma_registry::server_config as config;
 pub mod host_guard;
 pub mod limits;
@@ -472,6 +476,7 @@ pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/v1/chat/completions", post(openai_api::chat_completions))
         .route("/v1/embeddings", post(embeddings_api::embeddings))
+        .route("/v1/messages", post(anthropic_api::messages))
         .route("/v1/models", get(openai_api::list_models))
         .route("/v1/models/{*id}", get(openai_api::get_model))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -495,6 +500,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(probes::metrics))
         .merge(api)
         .fallback(|| async { ApiError::not_found("no such endpoint") })
+        // Outermost, so that every error on an Anthropic path is re-rendered.
+        .layer(axum::middleware::from_fn(anthropic_api::error_shape))
         .with_state(state);
     request_tracing::layer(routes)
 }
