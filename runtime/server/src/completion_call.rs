@@ -140,15 +140,7 @@ pub async fn serve<D: Dialect>(
                     u64::from(resp.usage.output_tokens),
                 )
                 .await;
-            let model = format!(
-                "{}/{}",
-                target.provider,
-                if resp.model.is_empty() {
-                    &target.model
-                } else {
-                    &resp.model
-                }
-            );
+            let model = target.served_model(&resp.model);
             genai::target(&span, &target.provider, &model);
             genai::outcome(&span, Some(&resp.usage), Some(resp.finish_reason));
             let body = parsed.dialect.whole(&model, &resp);

@@ -302,15 +302,7 @@ pub async fn embeddings(State(state): State<AppState>, req: Request<Body>) -> Re
                     0,
                 )
                 .await;
-            let model = format!(
-                "{}/{}",
-                target.provider,
-                if resp.model.is_empty() {
-                    &target.model
-                } else {
-                    &resp.model
-                }
-            );
+            let model = target.served_model(&resp.model);
             genai::target(&span, &target.provider, &model);
             let body = embeddings_json(&model, &resp, call.encoding);
             state

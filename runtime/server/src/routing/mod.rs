@@ -61,6 +61,17 @@ pub struct Target {
 }
 
 impl Target {
+    /// The `<provider>/<model>` an answer is labelled with: the model the provider
+    /// says it used, else the one it was asked for.
+    pub fn served_model(&self, answered: &str) -> String {
+        let model = if answered.is_empty() {
+            &self.model
+        } else {
+            answered
+        };
+        format!("{}/{model}", self.provider)
+    }
+
     /// `<provider>/<model>`, both parts non-empty.
     pub fn parse(s: &str) -> Option<Target> {
         let (p, m) = s.split_once('/')?;
