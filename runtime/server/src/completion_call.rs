@@ -147,15 +147,7 @@ pub async fn serve<D: Dialect>(
             call.state
                 .metrics
                 .record_request(endpoint, &target.provider, 200, started.elapsed());
-            let mut r = (StatusCode::OK, body.to_string()).into_response();
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            if let Ok(v) = HeaderValue::from_str(&target.provider) {
-                r.headers_mut().insert("x-tamma-provider", v);
-            }
-            r
+            json_answer(body.to_string(), &target.provider)
         }
         Err(e) => {
             let provider = e.provider.clone().unwrap_or_default();
@@ -201,6 +193,38 @@ pub(crate) fn while_starting(state: &AppState, e: ApiError) -> ApiError {
     .retry_after(std::time::Duration::from_secs(1))
 }
 
+/// A failed request's answer, for every gateway endpoint: the span's error, the
+/// request and error metrics, and the 503 while providers are still loading.
+pub(crate) fn error_response(
+    state: &AppState,
+    endpoint: &'static str,
+    started: Instant,
+    provider: &str,
+    e: ApiError,
+) -> Response {
+    let e = while_starting(state, e);
+    let code = e.code.as_deref().unwrap_or(e.kind);
+    genai::error(&tracing::Span::current(), code);
+    state
+        .metrics
+        .record_request(endpoint, provider, e.status.as_u16(), started.elapsed());
+    state.metrics.record_error(provider, code);
+    e.into_response()
+}
+
+/// A whole JSON answer, naming the provider that served it (`x-tamma-provider`).
+pub(crate) fn json_answer(body: impl IntoResponse, provider: &str) -> Response {
+    let mut r = (StatusCode::OK, body).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(provider) {
+        r.headers_mut().insert("x-tamma-provider", v);
+    }
+    r
+}
+
 /// What every step of one request needs.
 #[derive(Clone)]
 struct Call {
@@ -211,21 +235,7 @@ struct Call {
 
 impl Call {
     fn error(&self, provider: &str, e: ApiError) -> Response {
-        let e = while_starting(&self.state, e);
-        genai::error(
-            &tracing::Span::current(),
-            e.code.as_deref().unwrap_or(e.kind),
-        );
-        self.state.metrics.record_request(
-            self.endpoint,
-            provider,
-            e.status.as_u16(),
-            self.started.elapsed(),
-        );
-        self.state
-            .metrics
-            .record_error(provider, e.code.as_deref().unwrap_or(e.kind));
-        e.into_response()
+        error_response(&self.state, self.endpoint, self.started, provider, e)
     }
 
     async fn stream<D: Dialect>(

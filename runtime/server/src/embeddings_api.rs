@@ -11,8 +11,8 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderValue, Request, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{Request, StatusCode};
+use axum::response::Response;
 use base64::Engine as _;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -245,15 +245,7 @@ fn non_finite(provider: &str) -> ApiError {
 }
 
 fn failed(state: &AppState, started: Instant, provider: &str, e: ApiError) -> Response {
-    let e = crate::completion_call::while_starting(state, e);
-    let code = e.code.as_deref().unwrap_or(e.kind);
-    genai::error(&tracing::Span::current(), code);
-    let status = e.status.as_u16();
-    state.metrics.record_error(provider, code);
-    state
-        .metrics
-        .record_request(ENDPOINT, provider, status, started.elapsed());
-    e.into_response()
+    crate::completion_call::error_response(state, ENDPOINT, started, provider, e)
 }
 
 /// `POST /v1/embeddings`
@@ -308,15 +300,7 @@ pub async fn embeddings(State(state): State<AppState>, req: Request<Body>) -> Re
             state
                 .metrics
                 .record_request(ENDPOINT, &target.provider, 200, started.elapsed());
-            let mut r = (StatusCode::OK, body).into_response();
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            if let Ok(v) = HeaderValue::from_str(&target.provider) {
-                r.headers_mut().insert("x-tamma-provider", v);
-            }
-            r
+            crate::completion_call::json_answer(body, &target.provider)
         }
         Err(e) => {
             let provider = e.provider.clone().unwrap_or_default();
