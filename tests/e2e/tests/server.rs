@@ -544,12 +544,34 @@ async fn a_client_that_stops_reading_loses_its_slot() {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let mut attacker = socket.connect(a).await.unwrap();
-    let body = chat("big/big-1", "give me everything").to_string();
+    // Streamed: a whole answer is handed to hyper as one frame, which ends the
+    // body (and frees the slot) before a byte is written; a stream's body only
+    // ends once hyper has written every frame, so only the write deadline
+    // frees its slot.
+    let body = with(
+        chat("big/big-1", "give me everything"),
+        "stream",
+        json!(true),
+    )
+    .to_string();
     let request = format!(
         "POST /v1/chat/completions HTTP/1.1\r\nhost: {a}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     );
     attacker.write_all(request.as_bytes()).await.unwrap();
+
+    // First the attacker holds the only slot (otherwise the test could pass by
+    // a normal client slipping in before the attacker's request is admitted).
+    let mut held = false;
+    for _ in 0..200 {
+        let resp = post(a, "/v1/chat/completions", &chat("echo/echo-1", "hello")).await;
+        if resp.status == 429 {
+            held = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(held, "the attacker's request never took the slot");
 
     // A normal client is served once the stalled connection has been cut off,
     // while the attacker still holds its socket open.
@@ -564,6 +586,11 @@ async fn a_client_that_stops_reading_loses_its_slot() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(served.is_some(), "the stalled reader kept the only slot");
+    let m = get(a, "/metrics").await.text();
+    assert!(
+        m.contains("tamma_http_rejected_total{reason=\"write_stall\"} 1"),
+        "{m}"
+    );
     drop(attacker);
     s.shutdown().await;
 }
