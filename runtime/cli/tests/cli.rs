@@ -199,3 +199,28 @@ fn run_escapes_control_characters_from_the_guest() {
     );
     assert!(err.contains("x\\u{a}[ok] forged line\\u{1b}[2J"), "{err:?}");
 }
+
+/// Without `TAMMA_CACHE_DIR`, `XDG_CACHE_HOME` and `HOME` there is no private
+/// place for compiled native code: caching is off, and nothing is written to a
+/// predictable path under the temp dir (`/tmp/tamma-cache-$USER` once was one,
+/// which another account could create first and fill).
+#[test]
+fn without_a_private_cache_location_caching_is_off() {
+    let tmp = std::env::temp_dir().join(format!("tamma-no-cache-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tamma"))
+        .env_remove("TAMMA_CACHE_DIR")
+        .env_remove("XDG_CACHE_HOME")
+        .env_remove("HOME")
+        .env("TMPDIR", &tmp)
+        .args(["run", guest("echo").to_str().unwrap(), "--prompt", "hi"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hi");
+    assert!(err.contains("caching is off"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().collect();
+    assert!(left.is_empty(), "{left:?}");
+    std::fs::remove_dir_all(&tmp).unwrap();
+}

@@ -59,21 +59,36 @@ impl CompileCache {
         CompileCache { dir: None }
     }
 
-    /// `$TAMMA_CACHE_DIR`, else `$XDG_CACHE_HOME/tamma`, else `~/.cache/tamma`, else
-    /// a directory under the system temp dir.
-    pub fn default_dir() -> PathBuf {
-        if let Some(d) = std::env::var_os("TAMMA_CACHE_DIR") {
-            return PathBuf::from(d);
+    /// `dir` when given, else the default location ([`CompileCache::default_dir`]);
+    /// with neither, caching is off (and said so once) rather than falling back
+    /// to a shared, predictable directory.
+    pub fn at_or_default(dir: Option<PathBuf>) -> Self {
+        match dir.or_else(Self::default_dir) {
+            Some(d) => Self::new(d),
+            None => {
+                tracing::warn!(
+                    "no private place for the compile cache (TAMMA_CACHE_DIR, XDG_CACHE_HOME \
+                     and HOME are unset): caching is off, every start compiles"
+                );
+                Self::disabled()
+            }
         }
-        if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
-            return PathBuf::from(d).join("tamma");
+    }
+
+    /// `$TAMMA_CACHE_DIR`, else `$XDG_CACHE_HOME/tamma`, else `~/.cache/tamma`;
+    /// `None` without any of them. There is deliberately no fallback under the
+    /// system temp dir: a predictable path in a world-writable directory can be
+    /// created first by another account, and the cache's entries are loaded as
+    /// native code.
+    pub fn default_dir() -> Option<PathBuf> {
+        let non_empty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+        if let Some(d) = non_empty("TAMMA_CACHE_DIR") {
+            return Some(PathBuf::from(d));
         }
-        if let Some(h) = std::env::var_os("HOME") {
-            return PathBuf::from(h).join(".cache").join("tamma");
+        if let Some(d) = non_empty("XDG_CACHE_HOME") {
+            return Some(PathBuf::from(d).join("tamma"));
         }
-        // Per user, so another account on the machine cannot plant entries.
-        let user = std::env::var("USER").unwrap_or_else(|_| "user".into());
-        std::env::temp_dir().join(format!("tamma-cache-{user}"))
+        non_empty("HOME").map(|h| PathBuf::from(h).join(".cache").join("tamma"))
     }
 
     /// The cache directory, if caching is on.

@@ -134,11 +134,7 @@ impl LoadArgs {
         let cache = if self.no_cache {
             CompileCache::disabled()
         } else {
-            CompileCache::new(
-                self.cache_dir
-                    .clone()
-                    .unwrap_or_else(CompileCache::default_dir),
-            )
+            CompileCache::at_or_default(self.cache_dir.clone())
         };
         let engine = SandboxEngine::new(EngineConfig {
             pool_instances: 16,

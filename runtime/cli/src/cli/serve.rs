@@ -128,11 +128,7 @@ fn load_config(path: Option<&PathBuf>) -> Result<Loaded> {
 }
 
 fn sandbox(args: &ServeArgs) -> Result<Sandbox> {
-    let cache = CompileCache::new(
-        args.cache_dir
-            .clone()
-            .unwrap_or_else(CompileCache::default_dir),
-    );
+    let cache = CompileCache::at_or_default(args.cache_dir.clone());
     Sandbox::new(SandboxEngine::new(EngineConfig::default())?, cache)
 }
 
