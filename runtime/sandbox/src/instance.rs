@@ -104,6 +104,8 @@ pub(crate) struct Instance {
     grace: Duration,
     /// Set once the instance must not be used again.
     pub(crate) retired: bool,
+    /// Leases of this instance so far (for `max_calls_per_instance`).
+    pub(crate) calls: u64,
     /// Fuel burnt by the last call (0 when fuel is off).
     pub(crate) last_fuel_used: u64,
     /// Fuel burnt since the pool last collected it (a lease may make several calls).
@@ -165,6 +167,7 @@ impl Instance {
             kill,
             grace: engine.config().epoch_tick * 4,
             retired: false,
+            calls: 0,
             last_fuel_used: 0,
             fuel_unreported: 0,
         })

@@ -49,6 +49,12 @@ pub struct Limits {
     /// Table elements per table. Default 20 000.
     #[cfg_attr(feature = "schema", schemars(range(min = 1, max = MAX_TABLE_ELEMENTS)))]
     pub max_table_elements: u32,
+    /// Calls an instance serves before it is replaced by a fresh one (0: no
+    /// limit, the default). Like wasmCloud's `max_invocations`: a guest that
+    /// leaks a little on every call is recycled before it reaches its memory cap
+    /// and fails a request. A whole stream counts as one call.
+    #[cfg_attr(feature = "schema", schemars(range(max = MAX_CALLS_PER_INSTANCE)))]
+    pub max_calls_per_instance: u64,
 }
 
 /// Smallest and largest accepted values, shared by validation and docs.
@@ -68,6 +74,9 @@ pub const MAX_LOG_BYTES_PER_CALL: u64 = 16 << 20;
 pub const MAX_LOG_RECORDS_PER_CALL: u32 = 1_000_000;
 /// Largest accepted `max_table_elements`.
 pub const MAX_TABLE_ELEMENTS: u32 = 10_000_000;
+
+/// Largest accepted `max_calls_per_instance` (10^12).
+pub const MAX_CALLS_PER_INSTANCE: u64 = 1_000_000_000_000;
 
 /// Every field's accepted range, `(field, min, max)`: what [`Limits::validate`]
 /// checks and the JSON Schema says (`minimum` / `maximum`). A `max_log_*` of 0
@@ -89,6 +98,7 @@ pub const BOUNDS: &[(&str, u64, u64)] = &[
         MAX_LOG_RECORDS_PER_CALL as u64,
     ),
     ("max_table_elements", 1, MAX_TABLE_ELEMENTS as u64),
+    ("max_calls_per_instance", 0, MAX_CALLS_PER_INSTANCE),
 ];
 
 impl Default for Limits {
@@ -105,6 +115,7 @@ impl Default for Limits {
             max_log_bytes_per_call: 64 * 1024,
             max_log_records_per_call: 1_000,
             max_table_elements: 20_000,
+            max_calls_per_instance: 0,
         }
     }
 }
@@ -126,7 +137,8 @@ impl Limits {
                 "max_response_bytes" => self.max_response_bytes,
                 "max_log_bytes_per_call" => self.max_log_bytes_per_call,
                 "max_log_records_per_call" => self.max_log_records_per_call.into(),
-                _ => self.max_table_elements.into(),
+                "max_table_elements" => self.max_table_elements.into(),
+                _ => self.max_calls_per_instance,
             }
         };
         BOUNDS

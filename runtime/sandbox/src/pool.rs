@@ -32,6 +32,7 @@ use crate::types::Health;
 pub(crate) struct PoolCounters {
     created: AtomicU64,
     retired: AtomicU64,
+    recycled: AtomicU64,
     in_use: AtomicU64,
     waiting: AtomicU64,
     overloaded: AtomicU64,
@@ -46,6 +47,8 @@ pub struct PoolStats {
     pub created: u64,
     /// Instances discarded after a trap, timeout or cap.
     pub retired: u64,
+    /// Instances replaced after `max_calls_per_instance` calls.
+    pub recycled: u64,
     /// Instances running a call now.
     pub in_use: u64,
     /// Callers waiting for an instance now.
@@ -121,6 +124,14 @@ impl InstancePool {
     pub(crate) fn put_idle(&self, inst: Instance) {
         if inst.retired {
             self.counters.retired.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let max_calls = self.limits().max_calls_per_instance;
+        if max_calls > 0 && inst.calls >= max_calls {
+            // Dropped, not disposed: `dispose` is an async guest call and this
+            // runs in `Lease::drop`; the store's memory is freed either way, and
+            // the next caller instantiates a fresh instance.
+            self.counters.recycled.fetch_add(1, Ordering::Relaxed);
             return;
         }
         let mut idle = self.idle();
@@ -217,10 +228,11 @@ impl InstancePool {
         if !span.is_disabled() {
             span.record("instance", if reused.is_some() { "reused" } else { "new" });
         }
-        let inst = match reused {
+        let mut inst = match reused {
             Some(i) => i,
             None => self.spawn().await?,
         };
+        inst.calls += 1;
         self.counters.in_use.fetch_add(1, Ordering::Relaxed);
         Ok(Lease {
             inst: Some(inst),
@@ -286,6 +298,7 @@ impl InstancePool {
         PoolStats {
             created: c.created.load(Ordering::Relaxed),
             retired: c.retired.load(Ordering::Relaxed),
+            recycled: c.recycled.load(Ordering::Relaxed),
             in_use: c.in_use.load(Ordering::Relaxed),
             waiting: c.waiting.load(Ordering::Relaxed),
             overloaded: c.overloaded.load(Ordering::Relaxed),

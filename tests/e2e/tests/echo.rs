@@ -154,6 +154,54 @@ async fn concurrent_calls_share_a_bounded_pool() {
     assert_eq!(stats.in_use, 0);
 }
 
+/// `max_calls_per_instance`: an instance is replaced after that many calls (a
+/// whole stream is one), counted as recycled, not retired; answers are
+/// unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_are_recycled_after_max_calls() {
+    let sb = sandbox();
+    let loaded = sb.load_file(&guest("echo")).unwrap();
+    let limits = Limits {
+        max_concurrency: 1,
+        max_calls_per_instance: 2,
+        ..Limits::default()
+    };
+    let echo = sb
+        .instantiate("echo", &loaded, vec![], limits)
+        .await
+        .unwrap();
+    let before = echo.pool_stats().created;
+    for i in 0..5 {
+        let text = format!("call {i}");
+        let r = echo
+            .complete(&CompletionRequest::prompt("echo-1", &text))
+            .await
+            .unwrap();
+        assert_eq!(r.content, text);
+    }
+    let mut stream = echo
+        .stream(&CompletionRequest::prompt("echo-1", "a stream is one call"))
+        .await
+        .unwrap();
+    while stream.next().await.unwrap().is_some() {}
+    drop(stream);
+    let stats = echo.pool_stats();
+    // Six calls, two per instance: three instances served them, each recycled.
+    assert_eq!(stats.recycled, 3, "{stats:?}");
+    assert_eq!(stats.retired, 0, "{stats:?}");
+    assert!(stats.created - before <= 3, "{stats:?}");
+    assert_eq!(stats.idle, 0, "{stats:?}");
+
+    // Without the limit (the default) the one instance serves every call.
+    let echo = load("echo", vec![]).await;
+    for _ in 0..6 {
+        echo.complete(&CompletionRequest::prompt("echo-1", "again"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(echo.pool_stats().recycled, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sdk_default_embed_says_not_supported() {
     // `test_provider` keeps the SDK's defaults: it exports `embeddings` (every

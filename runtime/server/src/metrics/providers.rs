@@ -139,6 +139,7 @@ impl Collector for ProviderCollector {
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut fuel, mut overloaded, mut created, mut retired, mut checks) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut recycled = Vec::new();
         for s in &snaps {
             let n = s.name.as_str();
             calls.push((provider(n), s.calls.calls));
@@ -194,6 +195,7 @@ impl Collector for ProviderCollector {
                 overloaded.push((provider(n), pool.overloaded));
                 created.push((provider(n), pool.created));
                 retired.push((provider(n), pool.retired));
+                recycled.push((provider(n), pool.recycled));
                 checks.push((provider(n), pool.health_checks));
             }
         }
@@ -304,6 +306,12 @@ impl Collector for ProviderCollector {
             "tamma_provider_pool_retired",
             "Instances thrown away after a trap, timeout or limit.",
             &retired,
+        )?;
+        counters(
+            &mut enc,
+            "tamma_provider_pool_recycled",
+            "Instances replaced after max_calls_per_instance calls.",
+            &recycled,
         )?;
         counters(
             &mut enc,
