@@ -315,6 +315,7 @@ fn breaker_registry(clock: Arc<ManualClock>) -> Registry {
             recovery_timeout: Duration::from_secs(30),
             half_open_max_probes: 1,
             success_threshold: 1,
+            ..CircuitBreakerConfig::default()
         },
         ..RegistryConfig::default()
     };

@@ -512,6 +512,26 @@ secrets = { api_key = { env = "OPENAI_API_KEY", hosts = ["https://api.openai.com
     }
 
     #[test]
+    fn the_breaker_failure_rate_mode_is_read_and_checked() {
+        let c = check(
+            "[circuit_breaker]\nmode = \"rate\"\nfailure_rate_threshold = 25\nminimum_calls = 50\n",
+        );
+        assert!(c.problems.is_empty(), "{:?}", c.problems);
+        let cb = c.config.unwrap().circuit_breaker;
+        assert_eq!(cb.mode, crate::circuit_breaker::BreakerMode::Rate);
+        assert_eq!((cb.failure_rate_threshold, cb.minimum_calls), (25, 50));
+        let c = check("[circuit_breaker]\nmode = \"rate\"\nfailure_rate_threshold = 101\n");
+        assert_eq!(c.problems[0].path, "circuit_breaker.failure_rate_threshold");
+        assert_eq!(c.problems[0].line, Some(3));
+        let c = check("[circuit_breaker]\nmode = \"ratio\"\n");
+        assert_eq!(
+            c.problems[0].path, "circuit_breaker.mode",
+            "{:?}",
+            c.problems
+        );
+    }
+
+    #[test]
     fn a_root_that_is_not_a_table_makes_the_file_unusable() {
         let c = Config::check_str(
             "[1, 2]",

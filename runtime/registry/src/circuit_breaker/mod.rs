@@ -10,6 +10,21 @@
 //! count errors that say the provider is unhealthy (traps, timeouts, transport
 //! errors) and not errors the caller caused (bad request, auth, cancellation).
 //!
+//! Two ways to decide that a provider is failing (`mode`):
+//! - `count` (the default): `failure_threshold` failures within
+//!   `monitoring_period`, whatever the traffic. Right for the low traffic most
+//!   providers see (a few calls a minute), where a rate over a handful of calls
+//!   means little; wrong at high traffic, where 5 failures in 60 s at 100 req/s
+//!   is a 0.08 % failure rate.
+//! - `rate`: `failure_rate_threshold` percent of the calls finished within
+//!   `monitoring_period` failed, judged only once `minimum_calls` calls are in
+//!   the window (resilience4j's `failureRateThreshold` + `minimumNumberOfCalls`).
+//!   Calls are counted in a bucketed window ([`rate_window`]).
+//!
+//! The default stays `count`: it is what existing configurations mean, and a
+//! rate mode with a minimum number of calls never opens for a provider that
+//! gets fewer calls than that per window, however often they fail.
+//!
 //! Design notes:
 //! - Failures are counted in a sliding `monitoring_period` window. A success while
 //!   closed does *not* reset earlier failures: a provider failing every other
@@ -30,6 +45,8 @@
 //! is judged when it ends, a cancelled call counts neither way), stale-generation
 //! filtering, an injectable clock for exact tests, and events on every transition.
 
+mod rate_window;
+
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -37,6 +54,8 @@ use std::time::{Duration, Instant};
 use tamma_sandbox::time::millis;
 
 use serde::{Deserialize, Serialize};
+
+use rate_window::RateWindow;
 
 /// How long a caller rejected in half-open (all probe slots busy) is told to
 /// wait. A probe's outcome arrives within one call's latency, so a short hint
@@ -69,6 +88,28 @@ pub struct CircuitBreakerConfig {
     pub half_open_max_probes: u32,
     /// Successful probes needed to close the breaker.
     pub success_threshold: u32,
+    /// How the breaker decides to open: `count` (default) or `rate`.
+    pub mode: BreakerMode,
+    /// Rate mode: percentage (1–100) of failed calls in the window that opens
+    /// the breaker. Default 50.
+    pub failure_rate_threshold: u8,
+    /// Rate mode: calls finished in the window before the rate is judged.
+    /// Default 20.
+    pub minimum_calls: u32,
+}
+
+/// What opens a breaker.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum BreakerMode {
+    /// `failure_threshold` failures within `monitoring_period`.
+    #[default]
+    Count,
+    /// `failure_rate_threshold` % of at least `minimum_calls` calls within
+    /// `monitoring_period`.
+    Rate,
 }
 
 impl Default for CircuitBreakerConfig {
@@ -79,6 +120,9 @@ impl Default for CircuitBreakerConfig {
             recovery_timeout: Duration::from_secs(30),
             half_open_max_probes: 1,
             success_threshold: 1,
+            mode: BreakerMode::Count,
+            failure_rate_threshold: 50,
+            minimum_calls: 20,
         }
     }
 }
@@ -103,6 +147,15 @@ impl CircuitBreakerConfig {
         if self.success_threshold < 1 {
             problems.push("success_threshold must be at least 1 (got 0)".to_string());
         }
+        if !(1..=100).contains(&self.failure_rate_threshold) {
+            problems.push(format!(
+                "failure_rate_threshold must be between 1 and 100 (got {})",
+                self.failure_rate_threshold
+            ));
+        }
+        if self.minimum_calls < 1 {
+            problems.push("minimum_calls must be at least 1 (got 0)".to_string());
+        }
         if self.success_threshold > self.half_open_max_probes {
             problems.push(format!(
                 "success_threshold ({}) must not exceed half_open_max_probes ({})",
@@ -118,6 +171,8 @@ impl CircuitBreakerConfig {
         self.failure_threshold = self.failure_threshold.max(1);
         self.half_open_max_probes = self.half_open_max_probes.max(1);
         self.success_threshold = self.success_threshold.max(1);
+        self.failure_rate_threshold = self.failure_rate_threshold.clamp(1, 100);
+        self.minimum_calls = self.minimum_calls.max(1);
         self
     }
 }
@@ -231,8 +286,13 @@ impl std::error::Error for Rejected {}
 pub struct CircuitSnapshot {
     /// The state (`Open` until the first call after the recovery timeout).
     pub state: CircuitState,
+    /// `count` or `rate`.
+    pub mode: BreakerMode,
     /// Failures still inside the monitoring window (cleared when the breaker closes).
     pub recent_failures: u32,
+    /// Rate mode: calls finished inside the monitoring window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recent_calls: Option<u64>,
     /// Failures in the window that open the breaker.
     pub failure_threshold: u32,
     /// How long ago the breaker opened; `Some` only while open.
@@ -284,8 +344,10 @@ enum Outcome {
 struct State {
     phase: Phase,
     generation: u64,
-    /// Failure times, oldest first; never longer than `failure_threshold`.
+    /// Count mode: failure times, oldest first; never longer than `failure_threshold`.
     failures: VecDeque<Instant>,
+    /// Rate mode: calls and failures of the window.
+    window: RateWindow,
     times_opened: u64,
     /// Transitions not yet handed to the callback.
     pending: VecDeque<(CircuitState, CircuitState)>,
@@ -345,15 +407,20 @@ impl CircuitBreaker {
             tracing::warn!(?problems, "invalid circuit breaker config; clamping");
         }
         let config = config.normalized();
-        let capacity = usize::try_from(config.failure_threshold)
-            .unwrap_or(usize::MAX)
-            .min(1024);
+        let capacity = match config.mode {
+            BreakerMode::Count => usize::try_from(config.failure_threshold)
+                .unwrap_or(usize::MAX)
+                .min(1024),
+            BreakerMode::Rate => 0,
+        };
+        let window = RateWindow::new(config.monitoring_period, clock.now());
         Self {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
                     phase: Phase::Closed,
                     generation: 0,
                     failures: VecDeque::with_capacity(capacity),
+                    window,
                     times_opened: 0,
                     pending: VecDeque::new(),
                     dispatching: false,
@@ -447,9 +514,18 @@ impl CircuitBreaker {
             } => (in_flight, successes),
             _ => (0, 0),
         };
+        let (recent_failures, recent_calls) = match cfg.mode {
+            BreakerMode::Count => (st.failures.len() as u64, None),
+            BreakerMode::Rate => {
+                let (calls, failures) = st.window.totals(now);
+                (failures, Some(calls))
+            }
+        };
         CircuitSnapshot {
             state: st.phase.state(),
-            recent_failures: u32::try_from(st.failures.len()).unwrap_or(u32::MAX),
+            mode: cfg.mode,
+            recent_failures: u32::try_from(recent_failures).unwrap_or(u32::MAX),
+            recent_calls,
             failure_threshold: cfg.failure_threshold,
             opened_ago,
             retry_after,
@@ -465,6 +541,7 @@ impl CircuitBreaker {
         let shared = &self.shared;
         let mut st = shared.lock();
         st.failures.clear();
+        st.window.clear();
         if st.phase == Phase::Closed {
             // No visible transition, but in-flight results are still stale.
             st.generation = st.generation.wrapping_add(1);
@@ -497,7 +574,10 @@ impl Shared {
         st.phase = to;
         st.generation = st.generation.wrapping_add(1);
         match to {
-            Phase::Closed => st.failures.clear(),
+            Phase::Closed => {
+                st.failures.clear();
+                st.window.clear();
+            }
             Phase::Open { .. } => st.times_opened += 1,
             Phase::HalfOpen { .. } => {}
         }
@@ -516,6 +596,19 @@ impl Shared {
         // A matching generation means the phase is the one the permit was
         // issued in: closed permits see Closed, probes see HalfOpen.
         match st.phase {
+            Phase::Closed if cfg.mode == BreakerMode::Rate => {
+                if outcome != Outcome::Cancelled {
+                    let failed = outcome == Outcome::Failure;
+                    st.window.record(now, failed);
+                    let (calls, failures) = st.window.totals(now);
+                    if failed
+                        && calls >= u64::from(cfg.minimum_calls)
+                        && failures * 100 >= u64::from(cfg.failure_rate_threshold) * calls
+                    {
+                        self.transition(&mut st, Phase::Open { since: now });
+                    }
+                }
+            }
             Phase::Closed => {
                 if outcome == Outcome::Failure {
                     prune(&mut st.failures, now, cfg.monitoring_period);
@@ -681,6 +774,7 @@ mod tests {
             recovery_timeout: MS * recovery_ms as u32,
             half_open_max_probes: probes,
             success_threshold: successes,
+            ..CircuitBreakerConfig::default()
         }
     }
 
@@ -976,6 +1070,107 @@ mod tests {
         assert_eq!(*calls.lock().unwrap(), vec![(Closed, Open), (Open, Closed)]);
     }
 
+    fn rate(percent: u8, minimum: u32) -> CircuitBreakerConfig {
+        CircuitBreakerConfig {
+            mode: BreakerMode::Rate,
+            failure_rate_threshold: percent,
+            minimum_calls: minimum,
+            failure_threshold: 1,
+            ..cfg(1, 10_000, 1_000, 1, 1)
+        }
+    }
+
+    fn succeed(b: &CircuitBreaker) {
+        b.try_acquire().unwrap().success();
+    }
+
+    /// The case count mode gets wrong: at high traffic a small failure rate
+    /// (here 1 %) never opens a rate-mode breaker, though it is far more than
+    /// `failure_threshold` failures.
+    #[test]
+    fn rate_mode_ignores_a_low_failure_rate_at_high_traffic() {
+        let (b, clock) = breaker(rate(50, 20));
+        for i in 0..1_000 {
+            if i % 100 == 0 {
+                fail(&b);
+            } else {
+                succeed(&b);
+            }
+            clock.advance(MS * 5);
+        }
+        assert_eq!(b.state(), CircuitState::Closed);
+        let snap = b.snapshot();
+        assert_eq!(snap.mode, BreakerMode::Rate);
+        assert!(snap.recent_calls.is_some_and(|c| c > 0), "{snap:?}");
+        // The same failures in count mode (threshold 5) would have opened.
+        let (count, clock) = breaker(cfg(5, 10_000, 1_000, 1, 1));
+        for i in 0..1_000 {
+            let Ok(p) = count.try_acquire() else { break };
+            if i % 100 == 0 {
+                p.failure();
+            } else {
+                p.success();
+            }
+            clock.advance(MS * 5);
+        }
+        assert_eq!(count.state(), CircuitState::Open);
+    }
+
+    #[test]
+    fn rate_mode_opens_at_the_threshold_once_enough_calls_are_in() {
+        let (b, _clock) = breaker(rate(50, 10));
+        // Below the minimum: nine failures in nine calls do not open it.
+        for _ in 0..9 {
+            fail(&b);
+        }
+        assert_eq!(b.state(), CircuitState::Closed);
+        assert_eq!(b.snapshot().recent_failures, 9);
+        // The tenth call is a failure: 10 of 10, over 50 %.
+        fail(&b);
+        assert_eq!(b.state(), CircuitState::Open);
+
+        // 49 % stays closed, 50 % opens.
+        let (b, _clock) = breaker(rate(50, 100));
+        for _ in 0..51 {
+            succeed(&b);
+        }
+        for _ in 0..49 {
+            fail(&b);
+        }
+        assert_eq!(b.state(), CircuitState::Closed);
+        succeed(&b);
+        fail(&b);
+        // 50 failures of 102 calls: 49 %.
+        assert_eq!(b.state(), CircuitState::Closed);
+        fail(&b);
+        fail(&b);
+        // 52 of 104: 50 %.
+        assert_eq!(b.state(), CircuitState::Open);
+    }
+
+    #[test]
+    fn rate_mode_forgets_old_calls_and_cancellations_count_neither_way() {
+        let (b, clock) = breaker(rate(50, 4));
+        for _ in 0..3 {
+            fail(&b);
+        }
+        // A window later those failures are gone: three more do not reach four calls.
+        clock.advance(MS * 11_000);
+        for _ in 0..3 {
+            fail(&b);
+        }
+        assert_eq!(b.state(), CircuitState::Closed);
+        drop(b.try_acquire().unwrap());
+        assert_eq!(b.snapshot().recent_calls, Some(3));
+        fail(&b);
+        assert_eq!(b.state(), CircuitState::Open);
+        // Half-open → closed starts a fresh window.
+        clock.advance(MS * 1_000);
+        succeed(&b);
+        assert_eq!(b.state(), CircuitState::Closed);
+        assert_eq!(b.snapshot().recent_calls, Some(0));
+    }
+
     #[test]
     fn config_validation_lists_all_problems() {
         assert!(CircuitBreakerConfig::default().validate().is_empty());
@@ -985,15 +1180,20 @@ mod tests {
             recovery_timeout: Duration::ZERO,
             half_open_max_probes: 0,
             success_threshold: 0,
+            mode: BreakerMode::Rate,
+            failure_rate_threshold: 0,
+            minimum_calls: 0,
         };
         let problems = bad.validate();
-        assert_eq!(problems.len(), 5, "{problems:?}");
+        assert_eq!(problems.len(), 7, "{problems:?}");
         for field in [
             "failure_threshold",
             "monitoring_period_ms",
             "recovery_timeout_ms",
             "half_open_max_probes",
             "success_threshold",
+            "failure_rate_threshold",
+            "minimum_calls",
         ] {
             assert!(
                 problems.iter().any(|p| p.starts_with(field)),
@@ -1020,7 +1220,8 @@ mod tests {
             json,
             serde_json::json!({
                 "failure_threshold": 5, "monitoring_period_ms": 60000, "recovery_timeout_ms": 30000,
-                "half_open_max_probes": 1, "success_threshold": 1
+                "half_open_max_probes": 1, "success_threshold": 1,
+                "mode": "count", "failure_rate_threshold": 50, "minimum_calls": 20
             })
         );
         let partial: CircuitBreakerConfig =
