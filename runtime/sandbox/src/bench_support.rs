@@ -47,7 +47,11 @@ impl BareInstance {
         settings.limits.max_log_bytes_per_call = u64::MAX;
         let mut store = Store::new(
             sandbox.engine().engine(),
-            HostState::new(Arc::from("bench"), &settings),
+            HostState::new(
+                Arc::from("bench"),
+                &settings,
+                sandbox.engine().outbound_permits().clone(),
+            ),
         );
         if sandbox.engine().config().consume_fuel {
             let _ = store.set_fuel(u64::MAX);

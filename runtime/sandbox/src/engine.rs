@@ -40,6 +40,11 @@ pub struct EngineConfig {
     pub consume_fuel: bool,
     /// Epoch period: the granularity of wall-clock deadlines for guest code.
     pub epoch_tick: Duration,
+    /// Outbound HTTP requests in flight for all providers together (each holds
+    /// a connection). Each provider also has its own `max_concurrent_requests`;
+    /// this bounds the sum, so many providers cannot together exhaust the
+    /// host's sockets or an upstream's connection limit. Default 1 024.
+    pub max_outbound_requests: u32,
 }
 
 impl Default for EngineConfig {
@@ -50,6 +55,7 @@ impl Default for EngineConfig {
             max_memory_mib: 512,
             consume_fuel: true,
             epoch_tick: Duration::from_millis(5),
+            max_outbound_requests: 1_024,
         }
     }
 }
@@ -74,6 +80,8 @@ struct Inner {
     allocator: AllocatorKind,
     config: EngineConfig,
     ticker_stop: Arc<AtomicBool>,
+    /// One permit per outbound request in flight, all providers together.
+    outbound: Arc<tokio::sync::Semaphore>,
 }
 
 impl Drop for Inner {
@@ -155,6 +163,9 @@ impl SandboxEngine {
             inner: Arc::new(Inner {
                 engine,
                 allocator,
+                outbound: Arc::new(tokio::sync::Semaphore::new(
+                    cfg.max_outbound_requests.max(1) as usize,
+                )),
                 config: cfg,
                 ticker_stop,
             }),
@@ -174,6 +185,11 @@ impl SandboxEngine {
     /// Which allocator is in use.
     pub fn allocator(&self) -> &AllocatorKind {
         &self.inner.allocator
+    }
+
+    /// The host-wide budget of outbound requests in flight.
+    pub(crate) fn outbound_permits(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.inner.outbound
     }
 
     /// The settings this engine was built with.

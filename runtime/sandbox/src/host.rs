@@ -55,9 +55,13 @@ pub(crate) struct HostState {
 }
 
 impl HostState {
-    pub(crate) fn new(provider: std::sync::Arc<str>, settings: &ProviderSettings) -> Self {
+    pub(crate) fn new(
+        provider: std::sync::Arc<str>,
+        settings: &ProviderSettings,
+        outbound: std::sync::Arc<tokio::sync::Semaphore>,
+    ) -> Self {
         let limits = &settings.limits;
-        let hooks = EgressHooks::new(provider.clone(), settings.egress.clone());
+        let hooks = EgressHooks::new(provider.clone(), settings.egress.clone(), outbound);
         let stderr = MemoryOutputPipe::new(STDIO_CAPACITY);
         let wasi = WasiCtxBuilder::new()
             .stdout(MemoryOutputPipe::new(STDIO_CAPACITY))
@@ -350,7 +354,11 @@ mod tests {
             limits,
             ..ProviderSettings::default()
         };
-        let mut s = HostState::new(Arc::from("p"), &settings);
+        let mut s = HostState::new(
+            Arc::from("p"),
+            &settings,
+            Arc::new(tokio::sync::Semaphore::new(1)),
+        );
         s.begin_call(Instant::now());
         wit_host::Host::log(&mut s, LogLevel::Info, "12345".into(), vec![]).unwrap();
         assert!(wit_host::Host::log(&mut s, LogLevel::Info, "123456".into(), vec![]).is_err());

@@ -122,7 +122,10 @@ impl Instance {
         kill: Arc<KillSwitch>,
     ) -> Result<Self> {
         let limits = &settings.limits;
-        let mut store = Store::new(engine.engine(), HostState::new(provider, &settings));
+        let mut store = Store::new(
+            engine.engine(),
+            HostState::new(provider, &settings, engine.outbound_permits().clone()),
+        );
         store.limiter(|s| &mut s.limiter);
         let switch = kill.clone();
         store.epoch_deadline_callback(move |ctx| {

@@ -127,9 +127,15 @@ fn load_config(path: Option<&PathBuf>) -> Result<Loaded> {
     }
 }
 
-fn sandbox(args: &ServeArgs) -> Result<Sandbox> {
+/// The sandbox, with the host-wide outbound budget from `[server.limits]`
+/// (read once: the engine lives as long as the process).
+fn sandbox(args: &ServeArgs, max_outbound_requests: u32) -> Result<Sandbox> {
     let cache = CompileCache::at_or_default(args.cache_dir.clone());
-    Sandbox::new(SandboxEngine::new(EngineConfig::default())?, cache)
+    let engine = SandboxEngine::new(EngineConfig {
+        max_outbound_requests,
+        ..EngineConfig::default()
+    })?;
+    Sandbox::new(engine, cache)
 }
 
 /// Without a configuration file, the built-in `echo` serves (no key, no network).
@@ -227,7 +233,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         None => None,
     };
     let registry = Registry::with_builtins(
-        sandbox(&args)?,
+        sandbox(&args, loaded.server.limits.max_outbound_requests)?,
         loaded.registry,
         crate::builtins::catalogue(),
     )?;

@@ -96,25 +96,52 @@ impl Default for ServerConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct ServerLimits {
     /// Largest request body of the OpenAI API, bytes (413 beyond). Default 8 MiB.
+    #[schemars(range(min = 1, max = 1_073_741_824))]
     pub max_body_bytes: u64,
     /// Largest admin upload (a component in JSON, base64), bytes. Default 64 MiB.
+    #[schemars(range(min = 1, max = 1_073_741_824))]
     pub max_upload_bytes: u64,
     /// Time a client has to send a request's headers, ms (408 beyond). Also closes
     /// idle keep-alive connections. Default 10 000.
+    #[schemars(range(min = 1, max = 600_000))]
     pub header_read_timeout_ms: u64,
     /// Time a client has to send a request's body, ms (408 beyond). Default 30 000.
+    #[schemars(range(min = 1, max = 3_600_000))]
     pub body_read_timeout_ms: u64,
     /// Requests served at once by the OpenAI and admin APIs (a stream counts until
     /// it ends); beyond it, 429. Probes and metrics are not counted. Default 512.
+    #[schemars(range(min = 1, max = 1_000_000))]
     pub max_concurrent_requests: u32,
     /// Open connections at once; further connections wait in the listen backlog.
     /// Default 4 096.
+    #[schemars(range(min = 1, max = 1_000_000))]
     pub max_connections: u32,
     /// How long the server's writes to a client may stay blocked (the client does
     /// not read its response or stream), ms; past it the connection is closed and
     /// its request's concurrency slot freed. Default 30 000.
+    #[schemars(range(min = 1, max = 3_600_000))]
     pub write_stall_timeout_ms: u64,
+    /// Outbound HTTP requests (upstream connections in use) in flight for all
+    /// providers together; each provider's own `egress.max_concurrent_requests`
+    /// still applies. Past it a guest's request fails at once
+    /// (`tamma_egress_refusals_total{reason="host_concurrency"}`). Read at start.
+    /// Default 1 024.
+    #[schemars(range(min = 1, max = 65_536))]
+    pub max_outbound_requests: u32,
 }
+
+/// Every `[server.limits]` field's accepted range, `(field, min, max)`: what
+/// validation checks and the JSON Schema says.
+pub const SERVER_LIMIT_BOUNDS: &[(&str, u64, u64)] = &[
+    ("max_body_bytes", 1, 1 << 30),
+    ("max_upload_bytes", 1, 1 << 30),
+    ("header_read_timeout_ms", 1, 600_000),
+    ("body_read_timeout_ms", 1, 3_600_000),
+    ("max_concurrent_requests", 1, 1_000_000),
+    ("max_connections", 1, 1_000_000),
+    ("write_stall_timeout_ms", 1, 3_600_000),
+    ("max_outbound_requests", 1, 65_536),
+];
 
 impl Default for ServerLimits {
     fn default() -> Self {
@@ -126,6 +153,7 @@ impl Default for ServerLimits {
             max_concurrent_requests: 512,
             max_connections: 4_096,
             write_stall_timeout_ms: 30_000,
+            max_outbound_requests: 1_024,
         }
     }
 }
@@ -362,9 +390,18 @@ impl ServerConfig {
             ("max_concurrent_requests", l.max_concurrent_requests as u64),
             ("max_connections", l.max_connections as u64),
             ("write_stall_timeout_ms", l.write_stall_timeout_ms),
+            ("max_outbound_requests", l.max_outbound_requests as u64),
         ] {
+            let (min, max) = SERVER_LIMIT_BOUNDS
+                .iter()
+                .find(|b| b.0 == field)
+                .map_or((1, u64::MAX), |b| (b.1, b.2));
             if v == 0 {
                 p.push(format!("server.limits.{field}: must be at least 1"));
+            } else if !(min..=max).contains(&v) {
+                p.push(format!(
+                    "server.limits.{field}: must be between {min} and {max}, got {v}"
+                ));
             }
         }
         let mut names = std::collections::BTreeSet::new();
@@ -480,6 +517,32 @@ mod tests {
         let c = ServerConfig::default();
         assert!(c.validate().is_empty(), "{:?}", c.validate());
         assert_eq!(c.listen_addr().unwrap().to_string(), DEFAULT_LISTEN);
+    }
+
+    #[test]
+    fn server_limits_have_upper_bounds() {
+        let c: ServerConfig = serde_json::from_value(serde_json::json!({
+            "limits": {
+                "max_body_bytes": u64::MAX, "max_upload_bytes": u64::MAX,
+                "header_read_timeout_ms": u64::MAX, "body_read_timeout_ms": u64::MAX,
+                "max_concurrent_requests": u32::MAX, "max_connections": u32::MAX,
+                "write_stall_timeout_ms": u64::MAX, "max_outbound_requests": u32::MAX
+            }
+        }))
+        .unwrap();
+        let p = c.validate();
+        for (field, _, max) in SERVER_LIMIT_BOUNDS {
+            let want = format!("server.limits.{field}: must be between 1 and {max}");
+            assert!(p.iter().any(|e| e.starts_with(&want)), "{want}: {p:#?}");
+        }
+        assert_eq!(p.len(), SERVER_LIMIT_BOUNDS.len(), "{p:#?}");
+        // The schema says the same.
+        let schema = serde_json::to_value(schemars::schema_for!(ServerLimits)).unwrap();
+        let props = &schema["properties"];
+        for (field, min, max) in SERVER_LIMIT_BOUNDS {
+            assert_eq!(props[field]["minimum"], *min, "{field}");
+            assert_eq!(props[field]["maximum"], *max, "{field}");
+        }
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub enum RefusalReason {
     Concurrency,
     /// A header names a secret bound to other hosts than the request's.
     SecretHost,
+    /// The host already has `max_outbound_requests` in flight (all providers).
+    HostConcurrency,
 }
 
 impl RefusalReason {
@@ -29,6 +31,7 @@ impl RefusalReason {
             RefusalReason::UnknownSecret => "unknown secret",
             RefusalReason::Concurrency => "concurrency limit",
             RefusalReason::SecretHost => "secret bound to another host",
+            RefusalReason::HostConcurrency => "host-wide concurrency limit",
         }
     }
 }
@@ -51,6 +54,8 @@ pub struct EgressCounters {
     pub refused_concurrency: u64,
     /// Refused: a secret bound to other hosts.
     pub refused_secret_host: u64,
+    /// Refused: the host-wide outbound limit reached.
+    pub refused_host_concurrency: u64,
 }
 
 impl EgressCounters {
@@ -61,6 +66,7 @@ impl EgressCounters {
             + self.refused_unknown_secret
             + self.refused_concurrency
             + self.refused_secret_host
+            + self.refused_host_concurrency
     }
 }
 
@@ -75,6 +81,7 @@ pub(super) struct Counters {
     unknown_secret: AtomicU64,
     concurrency: AtomicU64,
     secret_host: AtomicU64,
+    host_concurrency: AtomicU64,
 }
 
 impl Counters {
@@ -96,6 +103,7 @@ impl Counters {
             RefusalReason::UnknownSecret => &self.unknown_secret,
             RefusalReason::Concurrency => &self.concurrency,
             RefusalReason::SecretHost => &self.secret_host,
+            RefusalReason::HostConcurrency => &self.host_concurrency,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -111,6 +119,7 @@ impl Counters {
             refused_unknown_secret: get(&self.unknown_secret),
             refused_concurrency: get(&self.concurrency),
             refused_secret_host: get(&self.secret_host),
+            refused_host_concurrency: get(&self.host_concurrency),
         }
     }
 }
@@ -132,6 +141,7 @@ mod tests {
             RefusalReason::UnknownSecret,
             RefusalReason::Concurrency,
             RefusalReason::SecretHost,
+            RefusalReason::HostConcurrency,
         ] {
             c.record_refused(reason);
         }
@@ -146,8 +156,9 @@ mod tests {
                 refused_unknown_secret: 1,
                 refused_concurrency: 1,
                 refused_secret_host: 1,
+                refused_host_concurrency: 1,
             }
         );
-        assert_eq!(s.refused(), 6);
+        assert_eq!(s.refused(), 7);
     }
 }

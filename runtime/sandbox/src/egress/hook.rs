@@ -9,6 +9,7 @@ use std::time::Duration;
 use http::header::{HeaderValue, HOST};
 use http::{Method, Request, Response};
 use http_body_util::BodyExt;
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
@@ -29,12 +30,19 @@ pub(crate) struct EgressHooks {
     provider: Arc<str>,
     /// The provider's policy (shared with its other instances).
     policy: EgressPolicy,
+    /// The host-wide budget of outbound requests (shared by every provider).
+    host: Arc<Semaphore>,
 }
 
 impl EgressHooks {
-    /// Hooks sending `provider`'s requests under `policy`.
-    pub(crate) fn new(provider: Arc<str>, policy: EgressPolicy) -> Self {
-        EgressHooks { provider, policy }
+    /// Hooks sending `provider`'s requests under `policy`, within the host-wide
+    /// budget `host`.
+    pub(crate) fn new(provider: Arc<str>, policy: EgressPolicy, host: Arc<Semaphore>) -> Self {
+        EgressHooks {
+            provider,
+            policy,
+            host,
+        }
     }
 }
 
@@ -51,6 +59,7 @@ impl WasiHttpHooks for EgressHooks {
     {
         let policy = self.policy.clone();
         let provider = self.provider.clone();
+        let host = self.host.clone();
         // Called from inside the guest's call, so the current span is the
         // provider call's: the egress span is its child. It is a DEBUG span,
         // enabled only when traces are exported (or TAMMA_LOG asks for it).
@@ -62,7 +71,7 @@ impl WasiHttpHooks for EgressHooks {
         let request = request.map(|body| DrainOnDrop::new(body).boxed_unsync());
         Box::new(
             async move {
-                let response = send(&policy, &provider, request, options).await;
+                let response = send(&policy, &provider, &host, request, options).await;
                 trace_context::record_outcome(&response);
                 // The pooled client drives connections on tasks of its own, so there is
                 // no per-request I/O future to hand back.
@@ -104,6 +113,7 @@ fn refuse(
 async fn send(
     policy: &EgressPolicy,
     provider: &str,
+    host: &Arc<Semaphore>,
     mut req: Request<WasiBody>,
     options: Option<RequestOptions>,
 ) -> Result<Response<WasiBody>, HttpError> {
@@ -160,6 +170,21 @@ async fn send(
                 Some(&target),
                 RefusalReason::Concurrency,
                 "max_concurrent_requests in flight",
+                HttpError::ConnectionLimitReached,
+            ))
+        }
+    };
+    // The host-wide budget, taken after the provider's own so that a provider
+    // at its own limit never holds a host permit it cannot use.
+    let host_permit = match host.clone().try_acquire_owned() {
+        Ok(p) => p,
+        Err(_) => {
+            return Err(refuse(
+                policy,
+                provider,
+                Some(&target),
+                RefusalReason::HostConcurrency,
+                "the host's max_outbound_requests in flight",
                 HttpError::ConnectionLimitReached,
             ))
         }
@@ -290,7 +315,7 @@ async fn send(
             limits.max_response_body_bytes,
             total_deadline,
             between_bytes,
-            permit,
+            (permit, host_permit),
         )
         .boxed_unsync()
     }))

@@ -26,8 +26,8 @@ pub(super) struct LimitedBody {
     total: Pin<Box<Sleep>>,
     /// The between-bytes timeout and its timer, reset on every frame.
     between_bytes: Option<(Duration, Pin<Box<Sleep>>)>,
-    /// The concurrency permit; `None` once finished.
-    permit: Option<OwnedSemaphorePermit>,
+    /// The provider's and the host's concurrency permits; `None` once finished.
+    permit: Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)>,
 }
 
 impl LimitedBody {
@@ -38,7 +38,7 @@ impl LimitedBody {
         limit: u64,
         total_deadline: Instant,
         between_bytes: Option<Duration>,
-        permit: OwnedSemaphorePermit,
+        permit: (OwnedSemaphorePermit, OwnedSemaphorePermit),
     ) -> Self {
         LimitedBody {
             inner: Some(incoming),
@@ -138,6 +138,7 @@ mod tests {
     use super::*;
     use crate::egress::test_server::*;
     use crate::egress::EgressLimits;
+    use std::sync::Arc;
 
     #[tokio::test]
     async fn response_body_is_capped() {
@@ -195,5 +196,34 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(body_of(ok).await.unwrap(), "hello");
+    }
+
+    /// The host-wide budget bounds all providers together: with one permit for
+    /// the host, a second provider (its own limit far from reached) is refused
+    /// while the first one's response is open, and served once it ends.
+    #[tokio::test]
+    async fn the_host_wide_budget_spans_providers() {
+        let server = start_server().await;
+        let host = Arc::new(tokio::sync::Semaphore::new(1));
+        let first = policy_for(server.port, EgressLimits::default());
+        let second = policy_for(server.port, EgressLimits::default());
+        let url = |path: &str| format!("http://{NAME}:{}{path}", server.port);
+        let held = send_within(&first, &host, get(&url("/hold")).body(empty()).unwrap())
+            .await
+            .unwrap();
+        let err = send_within(&second, &host, get(&url("/ok")).body(empty()).unwrap())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, HttpError::ConnectionLimitReached), "{err}");
+        assert_eq!(second.counters().refused_host_concurrency, 1);
+        assert_eq!(second.counters().refused_concurrency, 0);
+        // The refused request gave its provider permit back at once.
+        assert_eq!(second.inner.in_flight.available_permits(), 16);
+        drop(held);
+        let ok = send_within(&second, &host, get(&url("/ok")).body(empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(body_of(ok).await.unwrap(), "hello");
+        assert_eq!(host.available_permits(), 1);
     }
 }

@@ -146,7 +146,17 @@ pub(super) async fn send_via(
     policy: &EgressPolicy,
     req: Request<WasiBody>,
 ) -> Result<Response<WasiBody>, HttpError> {
-    let mut hooks = EgressHooks::new(Arc::from("test-provider"), policy.clone());
+    let roomy = Arc::new(tokio::sync::Semaphore::new(1024));
+    send_within(policy, &roomy, req).await
+}
+
+/// Like [`send_via`], within the host-wide budget `host`.
+pub(super) async fn send_within(
+    policy: &EgressPolicy,
+    host: &Arc<tokio::sync::Semaphore>,
+    req: Request<WasiBody>,
+) -> Result<Response<WasiBody>, HttpError> {
+    let mut hooks = EgressHooks::new(Arc::from("test-provider"), policy.clone(), host.clone());
     let fut = hooks.send_request(req, None, Box::new(async { Ok(()) }));
     Pin::from(fut).await.map(|(response, _io)| response)
 }

@@ -332,6 +332,7 @@ impl Collector for ProviderCollector {
                 ("unknown_secret", c.refused_unknown_secret),
                 ("concurrency", c.refused_concurrency),
                 ("secret_host", c.refused_secret_host),
+                ("host_concurrency", c.refused_host_concurrency),
             ] {
                 refusals.push((provider_and(name, "reason", Value::fixed(reason)), v));
             }
