@@ -237,6 +237,10 @@ struct Upload {
     allowed_hosts: Vec<String>,
     #[serde(default)]
     secrets: BTreeMap<String, String>,
+    /// The hosts each secret may be sent to (`{"api_key": ["https://api.x.com"]}`);
+    /// a built-in's secrets default to its `base_url`'s host, as in the file.
+    #[serde(default)]
+    secret_hosts: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     egress_limits: Option<tamma_sandbox::egress::EgressLimits>,
 }
@@ -253,6 +257,12 @@ async fn parse_upload(state: &AppState, req: Request<Body>) -> Result<Upload, Ap
 }
 
 fn registration(u: Upload) -> Result<Registration, ApiError> {
+    let bound = tamma_registry::discovery::admin_secret_hosts(
+        u.secrets.keys(),
+        &u.secret_hosts,
+        u.builtin.as_deref(),
+        &u.config,
+    );
     let source = match (u.component_base64, u.builtin) {
         (Some(b64), None) => {
             let bytes = base64::engine::general_purpose::STANDARD
@@ -275,6 +285,7 @@ fn registration(u: Upload) -> Result<Registration, ApiError> {
         u.secrets,
         u.egress_limits.unwrap_or_default(),
     )
+    .and_then(|e| e.with_secret_hosts(bound))
     .map_err(|e| {
         ApiError::bad_request(format!("invalid egress policy: {e}")).param("allowed_hosts")
     })?;

@@ -460,3 +460,74 @@ async fn the_event_stream_carries_registry_events_live() {
         .expect("event streams do not hold up shutdown");
     assert!(report.drained);
 }
+
+/// Secrets uploaded through the admin API are bound to hosts like the file's:
+/// `secret_hosts` names them, a built-in's secrets default to its `base_url`'s
+/// host, and a binding for a secret the upload does not carry is refused. The
+/// snapshot shows the bindings (host entries only, never values).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploaded_secrets_are_bound_to_hosts() {
+    let r = registry(5);
+    let s = serve(&r, with_admin()).await;
+    let a = s.addr();
+    let upload = |name: &str, extra: Value| {
+        let mut u = json!({
+            "name": name,
+            "builtin": "openai",
+            "config": {"base_url": "http://127.0.0.1:9/v1"},
+            "allowed_hosts": ["http://127.0.0.1:9", "https://telemetry.example.com"],
+            "secrets": {"api_key": "sk-bound-secret-5b1e"},
+        });
+        if let Value::Object(m) = extra {
+            u.as_object_mut().unwrap().extend(m);
+        }
+        u
+    };
+    let p = "/admin/v1/providers";
+
+    let by_default = admin(
+        a,
+        "POST",
+        p,
+        Some(ADMIN_TOKEN),
+        Some(&upload("d", json!({}))),
+    )
+    .await;
+    assert_eq!(by_default.status, 201, "{}", by_default.text());
+    assert_eq!(
+        by_default.json()["secret_hosts"],
+        json!({"api_key": ["http://127.0.0.1:9"]})
+    );
+
+    let explicit = upload(
+        "e",
+        json!({"secret_hosts": {"api_key": ["https://telemetry.example.com"]}}),
+    );
+    let explicit = admin(a, "POST", p, Some(ADMIN_TOKEN), Some(&explicit)).await;
+    assert_eq!(explicit.status, 201, "{}", explicit.text());
+    assert_eq!(
+        explicit.json()["secret_hosts"],
+        json!({"api_key": ["https://telemetry.example.com"]})
+    );
+
+    let unknown = upload(
+        "u",
+        json!({"secret_hosts": {"other": ["http://127.0.0.1:9"]}}),
+    );
+    let unknown = admin(a, "POST", p, Some(ADMIN_TOKEN), Some(&unknown)).await;
+    assert_eq!(unknown.status, 400, "{}", unknown.text());
+    assert!(
+        unknown.text().contains("\\\"other\\\""),
+        "{}",
+        unknown.text()
+    );
+    assert!(
+        !unknown.text().contains("sk-bound-secret"),
+        "{}",
+        unknown.text()
+    );
+
+    let listed = admin(a, "GET", p, Some(READ_TOKEN), None).await.text();
+    assert!(!listed.contains("sk-bound-secret"), "{listed}");
+    s.shutdown().await;
+}

@@ -211,6 +211,35 @@ pub(crate) fn resolve_secrets(
 /// The hosts each secret is bound to: those configured and, when the component
 /// is a built-in with a `base_url` (`builtin_base_url`), that URL's origin for
 /// the secrets left unbound — a built-in only ever talks to its base URL.
+/// The hosts each of `secrets` may be sent to, for a provider registered
+/// through the admin API: its explicit binding in `explicit`, else, for a
+/// built-in provider, the origin of its `base_url` (from `config`, or the
+/// built-in's default) — the same rule as the configuration file. A secret
+/// with neither stays unbound (sent to any allowed host).
+pub fn admin_secret_hosts<'a>(
+    secrets: impl IntoIterator<Item = &'a String>,
+    explicit: &BTreeMap<String, Vec<String>>,
+    builtin: Option<&str>,
+    config: &BTreeMap<String, String>,
+) -> BTreeMap<String, Vec<String>> {
+    let base_url = builtin.and_then(|b| {
+        config
+            .get("base_url")
+            .map(String::as_str)
+            .or_else(|| env::builtin_default_base_url(b))
+    });
+    let default = base_url.and_then(|u| env::origin_of_url(u).ok());
+    let mut out = explicit.clone();
+    for name in secrets {
+        if !out.contains_key(name) {
+            if let Some(d) = &default {
+                out.insert(name.clone(), vec![d.clone()]);
+            }
+        }
+    }
+    out
+}
+
 pub(crate) fn secret_hosts(
     refs: &BTreeMap<String, SecretSpec>,
     builtin_base_url: Option<&str>,

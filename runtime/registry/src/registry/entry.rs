@@ -109,6 +109,9 @@ pub struct ProviderSnapshot {
     pub allowed_hosts: Vec<String>,
     /// Names of the secrets it was given (never their values).
     pub secret_names: Vec<String>,
+    /// The hosts each bound secret may be sent to (a secret not listed goes to
+    /// any allowed host).
+    pub secret_hosts: std::collections::BTreeMap<String, Vec<String>>,
     /// Keys of its configuration (never the values).
     pub config_keys: Vec<String>,
     /// Its instance pool, while it has running instances.
@@ -402,6 +405,12 @@ impl Entry {
                 .secret_names()
                 .into_iter()
                 .map(String::from)
+                .collect(),
+            secret_hosts: settings
+                .egress
+                .secret_hosts()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_vec()))
                 .collect(),
             config_keys: settings.config.iter().map(|(k, _)| k.clone()).collect(),
             pool: state.current.as_ref().map(|c| c.pool_stats()),
