@@ -418,6 +418,16 @@ impl Instance {
     /// Drop the guest-side stream resource so the instance can be reused.
     pub(crate) async fn stream_close(&mut self, handle: ResourceAny) -> Result<()> {
         let timeout = self.settings.limits.timeout();
+        self.stream_close_within(handle, timeout).await
+    }
+
+    /// Close a stream resource within `timeout` (an abandoned stream's close is
+    /// bounded like a dispose, not like a call).
+    pub(crate) async fn stream_close_within(
+        &mut self,
+        handle: ResourceAny,
+        timeout: Duration,
+    ) -> Result<()> {
         guarded!(self, "stream-close", timeout, |s, b| handle
             .resource_drop_async(s))
     }

@@ -33,6 +33,8 @@ pub(crate) struct PoolCounters {
     created: AtomicU64,
     retired: AtomicU64,
     recycled: AtomicU64,
+    streams_left_kept: AtomicU64,
+    streams_left_retired: AtomicU64,
     in_use: AtomicU64,
     waiting: AtomicU64,
     overloaded: AtomicU64,
@@ -49,6 +51,12 @@ pub struct PoolStats {
     pub retired: u64,
     /// Instances replaced after `max_calls_per_instance` calls.
     pub recycled: u64,
+    /// Streams whose caller left between two `next()` calls: the stream was
+    /// closed and the instance kept.
+    pub streams_left_kept: u64,
+    /// Streams whose caller left while a guest call ran (or whose close
+    /// failed): the instance was retired.
+    pub streams_left_retired: u64,
     /// Instances running a call now.
     pub in_use: u64,
     /// Callers waiting for an instance now.
@@ -299,6 +307,8 @@ impl InstancePool {
             created: c.created.load(Ordering::Relaxed),
             retired: c.retired.load(Ordering::Relaxed),
             recycled: c.recycled.load(Ordering::Relaxed),
+            streams_left_kept: c.streams_left_kept.load(Ordering::Relaxed),
+            streams_left_retired: c.streams_left_retired.load(Ordering::Relaxed),
             in_use: c.in_use.load(Ordering::Relaxed),
             waiting: c.waiting.load(Ordering::Relaxed),
             overloaded: c.overloaded.load(Ordering::Relaxed),
@@ -333,6 +343,17 @@ pub(crate) struct Lease {
 }
 
 impl Lease {
+    /// Count a stream its caller left: its instance `kept` or retired.
+    pub(crate) fn count_stream_left(&self, kept: bool) {
+        let c = &self.pool.counters;
+        let counter = if kept {
+            &c.streams_left_kept
+        } else {
+            &c.streams_left_retired
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn instance(&mut self) -> &mut Instance {
         // Always Some until Drop.
         self.inst

@@ -157,6 +157,7 @@ impl ProviderInstance {
                 lease: Some(lease),
                 handle,
                 bytes: 0,
+                in_call: false,
                 provider: self.clone(),
                 span: tracing::Span::current(),
             })
@@ -231,12 +232,20 @@ fn record_fuel(fuel: u64) {
 }
 
 /// A streamed completion in progress. Call [`CompletionStream::next`] until it
-/// returns `Ok(None)` or an error. Dropping it early discards the instance that
-/// served it (the guest's stream state cannot be cleaned up without a call).
+/// returns `Ok(None)` or an error.
+///
+/// Dropped early (the client left), it keeps its instance when no guest code was
+/// running — between two `next()` calls the guest is idle, so its stream
+/// resource is closed in the background (bounded by `dispose_timeout_ms`) and
+/// the instance goes back to the pool. Dropped while a `next()` was cut off
+/// mid-call, the instance is retired: its guest stopped at an arbitrary point.
+/// Both cases are counted (`PoolStats::streams_left_kept` / `_retired`).
 pub struct CompletionStream {
     lease: Option<Lease>,
     handle: ResourceAny,
     bytes: u64,
+    /// A `next()` is awaiting the guest (set only across that await).
+    in_call: bool,
     provider: ProviderInstance,
     span: tracing::Span,
 }
@@ -248,11 +257,13 @@ impl CompletionStream {
             return Ok(None);
         };
         let handle = self.handle;
+        self.in_call = true;
         let result = lease
             .instance()
             .stream_next(handle)
             .instrument(self.span.clone())
             .await;
+        self.in_call = false;
         match result {
             Ok(Some(chunk)) => {
                 self.bytes += chunk.payload_bytes() as u64;
@@ -289,8 +300,28 @@ impl CompletionStream {
 
 impl Drop for CompletionStream {
     fn drop(&mut self) {
-        if let Some(lease) = self.lease.as_mut() {
-            lease.instance().retire();
+        let Some(mut lease) = self.lease.take() else {
+            return;
+        };
+        let runtime = tokio::runtime::Handle::try_current();
+        match runtime {
+            Ok(rt) if !self.in_call => {
+                let handle = self.handle;
+                let span = self.span.clone();
+                rt.spawn(
+                    async move {
+                        let within = lease.instance().limits().dispose_timeout();
+                        // A failure retires the instance (the guarded call marks it).
+                        let closed = lease.instance().stream_close_within(handle, within).await;
+                        lease.count_stream_left(closed.is_ok());
+                    }
+                    .instrument(span),
+                );
+            }
+            _ => {
+                lease.instance().retire();
+                lease.count_stream_left(false);
+            }
         }
     }
 }

@@ -810,3 +810,70 @@ async fn the_secret_name_is_configurable_and_auth_can_be_off() {
     p.complete(&req).await.expect("answer");
     assert_eq!(mock.last_request().unwrap().header("authorization"), None);
 }
+
+// --- clients leaving a stream ----------------------------------------------------
+
+/// Waits (without a timed assertion) for the background close of an
+/// abandoned stream to be counted.
+async fn wait_for_left(p: &ProviderInstance) -> tamma_sandbox::pool::PoolStats {
+    for _ in 0..500 {
+        let s = p.pool_stats();
+        if s.streams_left_kept + s.streams_left_retired > 0 {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    p.pool_stats()
+}
+
+/// A client that leaves *between* two chunks ran no guest code at that moment:
+/// the stream is closed and the instance kept (64 clients leaving at once used
+/// to throw 57 instances away). One that leaves while `next()` runs in the guest
+/// retires the instance. Each case is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_left_between_chunks_keeps_its_instance_and_mid_call_retires_it() {
+    let mock = MockUpstream::start().await;
+    let p = openai(&mock, &[]).await;
+    let req = CompletionRequest::prompt(MODEL, "one two three four five");
+
+    let mut stream = p.stream(&req).await.unwrap();
+    assert!(stream.next().await.unwrap().is_some());
+    let created = p.pool_stats().created;
+    drop(stream);
+    let s = wait_for_left(&p).await;
+    assert_eq!(
+        (s.streams_left_kept, s.streams_left_retired),
+        (1, 0),
+        "{s:?}"
+    );
+    assert_eq!(s.retired, 0, "{s:?}");
+    // The kept instance serves the next call: nothing new was created.
+    let (chunks, err) = drain(&p, &req).await;
+    assert!(err.is_none(), "{err:?}");
+    assert!(!chunks.is_empty());
+    assert_eq!(p.pool_stats().created, created);
+
+    // Mid-call: the upstream pauses between chunks, so the guest is inside
+    // `next()` (reading its response) when the caller gives up.
+    mock.push_fault_on(
+        Route::Chat,
+        Fault::DelayChunks(Duration::from_millis(2_000)),
+    );
+    let mut stream = p.stream(&req).await.unwrap();
+    let cut = tokio::time::timeout(Duration::from_millis(200), async {
+        while stream.next().await.unwrap().is_some() {}
+    })
+    .await;
+    assert!(
+        cut.is_err(),
+        "the stream should still be waiting on the upstream"
+    );
+    drop(stream);
+    let s = p.pool_stats();
+    assert_eq!(
+        (s.streams_left_kept, s.streams_left_retired),
+        (1, 1),
+        "{s:?}"
+    );
+    assert_eq!(s.retired, 1, "{s:?}");
+}

@@ -559,19 +559,11 @@ async fn a_client_that_stops_reading_loses_its_slot() {
         body.len()
     );
     attacker.write_all(request.as_bytes()).await.unwrap();
-
-    // First the attacker holds the only slot (otherwise the test could pass by
-    // a normal client slipping in before the attacker's request is admitted).
-    let mut held = false;
-    for _ in 0..200 {
-        let resp = post(a, "/v1/chat/completions", &chat("echo/echo-1", "hello")).await;
-        if resp.status == 429 {
-            held = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert!(held, "the attacker's request never took the slot");
+    // Its stream has started (so it holds the only slot) before anyone else
+    // asks: read the status line, then never read again.
+    let mut status = [0u8; 12];
+    attacker.read_exact(&mut status).await.unwrap();
+    assert_eq!(&status, b"HTTP/1.1 200", "{}", String::from_utf8_lossy(&status));
 
     // A normal client is served once the stalled connection has been cut off,
     // while the attacker still holds its socket open.
@@ -586,7 +578,16 @@ async fn a_client_that_stops_reading_loses_its_slot() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(served.is_some(), "the stalled reader kept the only slot");
-    let m = get(a, "/metrics").await.text();
+    // The stall deadline is what freed it (counted once the connection task
+    // has ended, so wait for it rather than race it).
+    let mut m = String::new();
+    for _ in 0..200 {
+        m = get(a, "/metrics").await.text();
+        if m.contains("tamma_http_rejected_total{reason=\"write_stall\"} 1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
     assert!(
         m.contains("tamma_http_rejected_total{reason=\"write_stall\"} 1"),
         "{m}"

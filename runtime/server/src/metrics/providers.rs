@@ -140,6 +140,7 @@ impl Collector for ProviderCollector {
         let (mut fuel, mut overloaded, mut created, mut retired, mut checks) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut recycled = Vec::new();
+        let mut streams_left = Vec::new();
         for s in &snaps {
             let n = s.name.as_str();
             calls.push((provider(n), s.calls.calls));
@@ -196,6 +197,12 @@ impl Collector for ProviderCollector {
                 created.push((provider(n), pool.created));
                 retired.push((provider(n), pool.retired));
                 recycled.push((provider(n), pool.recycled));
+                for (instance, v) in [
+                    ("kept", pool.streams_left_kept),
+                    ("retired", pool.streams_left_retired),
+                ] {
+                    streams_left.push((provider_and(n, "instance", Value::fixed(instance)), v));
+                }
                 checks.push((provider(n), pool.health_checks));
             }
         }
@@ -312,6 +319,12 @@ impl Collector for ProviderCollector {
             "tamma_provider_pool_recycled",
             "Instances replaced after max_calls_per_instance calls.",
             &recycled,
+        )?;
+        counters(
+            &mut enc,
+            "tamma_provider_streams_left",
+            "Streams whose client left early: instance kept (left between two chunks) or retired (left mid-call).",
+            &streams_left,
         )?;
         counters(
             &mut enc,
