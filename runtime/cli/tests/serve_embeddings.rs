@@ -135,6 +135,10 @@ try:
     c.embeddings.create(model="nope/x", input="x")
 except openai.NotFoundError as e:
     out["not_found"] = e.status_code
+# An embedding model is listed and retrievable as the client's `Model`.
+got = c.models.retrieve("openai/text-embedding-3-small")
+out["retrieve"] = {"id": got.id, "object": got.object, "owned_by": got.owned_by}
+out["listed"] = [m.id for m in c.models.list() if m.id.startswith("echo/")]
 print(json.dumps(out))
 "#;
     let url = format!("http://{}", s.addr);
@@ -187,6 +191,15 @@ print(json.dumps(out))
     assert_eq!(v["tokens"]["status"], 400);
     assert_eq!(v["tokens"]["param"], "input");
     assert_eq!(v["not_found"], 404);
+    assert_eq!(
+        v["retrieve"],
+        json!({"id": "openai/text-embedding-3-small", "object": "model", "owned_by": "openai"})
+    );
+    assert_eq!(
+        v["listed"],
+        json!(["echo/echo-1", "echo/echo-embed-1"]),
+        "{v}"
+    );
 
     // What reached the upstream: floats asked for, the dimensions passed on.
     let upstream: Vec<Value> = mock
@@ -225,6 +238,25 @@ async fn models_and_admin_show_embedding_models_apart() {
     assert!(!ids
         .iter()
         .any(|(id, _)| id.starts_with("old-echo/echo-embed")));
+
+    // `GET /v1/models/{provider}/{embedding-model}`: the object the list shows.
+    let r = client::get(s.addr, "/v1/models/echo/echo-embed-1")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let m: Value = serde_json::from_slice(&r.body).unwrap();
+    let listed = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "echo/echo-embed-1")
+        .unwrap();
+    assert_eq!(&m, listed);
+    assert_eq!(m["tamma"]["dimensions"], 8);
+    let r = client::get(s.addr, "/v1/models/old-echo/echo-embed-1")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 404, "a chat-only provider has no embedding model");
 
     let (status, body) = post(
         &s,

@@ -281,7 +281,7 @@ impl Call {
         };
         let span = tracing::Span::current();
         genai::target(&span, &target.provider, &model);
-        let (tx, mut resp) = sse::channel(32);
+        let (tx, mut resp) = sse::batch_channel(32);
         if let Ok(v) = HeaderValue::from_str(&target.provider) {
             resp.headers_mut().insert("x-tamma-provider", v);
         }
@@ -323,13 +323,11 @@ impl Call {
                             sent_chars += chunk.delta.len();
                             usage = chunk.usage.or(usage);
                             finish = chunk.finish_reason.or(finish);
-                            for ev in writer.events(&chunk) {
-                                if tx.send_timeout(ev, STALLED_CLIENT).await.is_err() {
-                                    client_gone = true;
-                                    break;
-                                }
-                            }
-                            if client_gone {
+                            let batch = writer.events(&chunk);
+                            if !batch.is_empty()
+                                && tx.send_timeout(batch, STALLED_CLIENT).await.is_err()
+                            {
+                                client_gone = true;
                                 break;
                             }
                         }
@@ -341,11 +339,8 @@ impl Call {
                             );
                             let (input, output) = charge(&writer, sent_chars);
                             ticket.charge(&provider, &label, input, output).await;
-                            for ev in writer.end() {
-                                if tx.send_timeout(ev, STALLED_CLIENT).await.is_err() {
-                                    client_gone = true;
-                                    break;
-                                }
+                            if tx.send_timeout(writer.end(), STALLED_CLIENT).await.is_err() {
+                                client_gone = true;
                             }
                             break;
                         }
@@ -357,7 +352,9 @@ impl Call {
                             call.state
                                 .metrics
                                 .record_error(&provider, api.code.as_deref().unwrap_or("error"));
-                            let _ = tx.send_timeout(writer.error(&api), STALLED_CLIENT).await;
+                            let _ = tx
+                                .send_timeout(vec![writer.error(&api)], STALLED_CLIENT)
+                                .await;
                             break;
                         }
                     }

@@ -631,10 +631,15 @@ pub async fn get_model(
     if let Some((p, m)) = id.split_once('/') {
         if let Ok(s) = state.registry.snapshot_of(p) {
             if s.state == ProviderState::Ready {
+                let created = s.registered_at_unix_ms / 1000;
                 if let Some(info) = s.capabilities.models.iter().find(|x| x.id == m) {
+                    return json_response(StatusCode::OK, &model_json(&id, created, p, Some(info)));
+                }
+                // The same object `GET /v1/models` lists for an embedding model.
+                if let Some(info) = s.capabilities.embedding_models.iter().find(|x| x.id == m) {
                     return json_response(
                         StatusCode::OK,
-                        &model_json(&id, s.registered_at_unix_ms / 1000, p, Some(info)),
+                        &super::embeddings_api::model_json(&id, created, p, info),
                     );
                 }
             }

@@ -46,6 +46,21 @@ pub fn channel(buffer: usize) -> (mpsc::Sender<Event>, Response) {
     (tx, finish(Sse::new(events(rx)).into_response()))
 }
 
+/// As [`channel`], fed a batch of events at a time: one channel send (and one
+/// wake-up of the connection task) per provider chunk rather than per event, so
+/// the events of one chunk leave in one write. Anthropic's stream opens and
+/// closes with three events each; sent one by one they cost a send, a
+/// stall timer and often a write syscall apiece.
+pub fn batch_channel(buffer: usize) -> (mpsc::Sender<Vec<Event>>, Response) {
+    use futures_util::StreamExt;
+    let (tx, rx) = mpsc::channel::<Vec<Event>>(buffer);
+    let batches =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
+    let events =
+        batches.flat_map(|b| futures_util::stream::iter(b.into_iter().map(Ok::<_, Infallible>)));
+    (tx, finish(Sse::new(events).into_response()))
+}
+
 /// As [`channel`], with a comment sent whenever the stream has been silent for
 /// the keep-alive's interval (so that proxies do not close an idle stream).
 pub fn channel_with_keep_alive(

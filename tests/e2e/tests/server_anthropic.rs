@@ -1,7 +1,7 @@
 //! The Anthropic Messages API inbound (`POST /v1/messages`), in process over
-//! real HTTP on 127.0.0.1: served by `echo` and by the `openai` guest against
-//! `tamma-mock-upstream` (so the request and the answer are translated both
-//! ways), the wire format of whole answers and streams (event order, in-band
+//! real HTTP on 127.0.0.1: served by `echo`, and by the `openai` and `anthropic`
+//! guests against `tamma-mock-upstream` (so the request and the answer are
+//! translated both ways, or Anthropic → contract → Anthropic), the wire format of whole answers and streams (event order, in-band
 //! errors), errors in Anthropic's shape (refusals, unknown models, client keys,
 //! upstream errors), and — when the `anthropic` Python package is installed —
 //! the official Anthropic client against it, unchanged.
@@ -114,11 +114,14 @@ fn assert_anthropic_error(r: &Response, status: u16, ty: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn messages_whole_and_streamed_through_echo_and_openai() {
-    let (_mock, r) = setup().await;
+async fn messages_whole_and_streamed_through_echo_openai_and_anthropic() {
+    let (mock, r) = setup().await;
+    r.register("anthropic", anthropic_on(&mock, "claude-mock"))
+        .await
+        .unwrap();
     let s = serve(&r, ServerConfig::default()).await;
     let a = s.addr();
-    for model in ["echo/echo-1", "openai/gpt-mock"] {
+    for model in ["echo/echo-1", "openai/gpt-mock", "anthropic/claude-mock"] {
         let mut body = message(model, "one two three");
         body["system"] = json!([{"type": "text", "text": "be brief"}]);
         let resp = messages(a, &[], &body).await;

@@ -46,6 +46,12 @@ fn ev(name: &'static str, v: &Value) -> Event {
     sse::event(name, None, &v.to_string())
 }
 
+/// A JSON string literal (quoted, escaped) for the hand-written hot events.
+fn quoted(s: &str) -> String {
+    // A `&str` always serializes.
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
 impl EventWriter {
     /// A writer for one stream, with a fresh message id.
     pub fn new(model: String) -> Self {
@@ -86,9 +92,15 @@ impl EventWriter {
 
     fn close(&mut self, out: &mut Vec<Event>) {
         if self.open.take().is_some() {
-            out.push(ev(
+            // The per-event events are written by hand rather than through a
+            // `serde_json::Value`: they are most of a short answer's cost.
+            out.push(sse::event(
                 "content_block_stop",
-                &json!({ "type": "content_block_stop", "index": self.blocks - 1 }),
+                None,
+                &format!(
+                    r#"{{"type":"content_block_stop","index":{}}}"#,
+                    self.blocks - 1
+                ),
             ));
         }
     }
@@ -104,23 +116,30 @@ impl EventWriter {
             &json!({ "type": "content_block_start", "index": self.blocks, "content_block": first() }),
         ));
         if self.blocks == 0 {
-            out.push(ev("ping", &json!({ "type": "ping" })));
+            out.push(sse::event("ping", None, r#"{"type":"ping"}"#));
         }
         self.blocks += 1;
         self.open = Some(block);
     }
 
-    fn delta(&self, delta: Value, out: &mut Vec<Event>) {
-        out.push(ev(
+    /// A `content_block_delta` of `kind` (`text_delta`, `input_json_delta`)
+    /// whose `field` is `text`.
+    fn delta(&self, kind: &str, field: &str, text: &str, out: &mut Vec<Event>) {
+        out.push(sse::event(
             "content_block_delta",
-            &json!({ "type": "content_block_delta", "index": self.blocks - 1, "delta": delta }),
+            None,
+            &format!(
+                r#"{{"type":"content_block_delta","index":{},"delta":{{"type":"{kind}","{field}":{}}}}}"#,
+                self.blocks - 1,
+                quoted(text)
+            ),
         ));
     }
 }
 
 impl StreamWriter for EventWriter {
     fn events(&mut self, c: &StreamChunk) -> Vec<Event> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(4);
         self.start(&mut out);
         if !c.delta.is_empty() {
             self.open(
@@ -128,7 +147,7 @@ impl StreamWriter for EventWriter {
                 || json!({ "type": "text", "text": "" }),
                 &mut out,
             );
-            self.delta(json!({ "type": "text_delta", "text": c.delta }), &mut out);
+            self.delta("text_delta", "text", &c.delta, &mut out);
         }
         for t in &c.tool_call_deltas {
             self.tools = true;
@@ -143,7 +162,9 @@ impl StreamWriter for EventWriter {
             self.open(Block::Tool(t.index), first, &mut out);
             if !t.arguments_delta.is_empty() {
                 self.delta(
-                    json!({ "type": "input_json_delta", "partial_json": t.arguments_delta }),
+                    "input_json_delta",
+                    "partial_json",
+                    &t.arguments_delta,
                     &mut out,
                 );
             }
@@ -154,7 +175,7 @@ impl StreamWriter for EventWriter {
     }
 
     fn end(&mut self) -> Vec<Event> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(3);
         self.start(&mut out);
         if self.blocks == 0 {
             // As a whole answer without content has one empty text block.
@@ -174,7 +195,11 @@ impl StreamWriter for EventWriter {
                 "usage": usage_json(&self.usage.unwrap_or_default()),
             }),
         ));
-        out.push(ev("message_stop", &json!({ "type": "message_stop" })));
+        out.push(sse::event(
+            "message_stop",
+            None,
+            r#"{"type":"message_stop"}"#,
+        ));
         out
     }
 

@@ -57,6 +57,21 @@ pub fn openai_on(mock: &MockUpstream, models: &str) -> Registration {
     })
 }
 
+/// The `anthropic` guest against `mock`, offering `models` (comma-separated).
+pub fn anthropic_on(mock: &MockUpstream, models: &str) -> Registration {
+    Registration::new(ComponentSource::File(guest("anthropic"))).with_settings(ProviderSettings {
+        config: vec![
+            ("base_url".into(), mock.base_url()),
+            ("models".into(), models.into()),
+        ],
+        limits: Limits::default(),
+        egress: EgressPolicy::new(
+            vec![mock.url()],
+            BTreeMap::from([("api_key".to_string(), UPSTREAM_KEY.to_string())]),
+        ),
+    })
+}
+
 /// A config with the route `resilient`: `openai/gpt-mock`, falling back to
 /// `echo/echo-1`.
 pub fn resilient_route() -> ServerConfig {
