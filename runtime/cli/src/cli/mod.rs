@@ -18,6 +18,9 @@ use tamma_sandbox::types::CompletionRequest;
 use tamma_sandbox::{LoadedComponent, Sandbox};
 
 pub mod config_cmds;
+pub mod new_project;
+pub mod push;
+pub mod run_egress;
 pub mod serve;
 
 /// Tamma: run AI providers as sandboxed WebAssembly components.
@@ -41,6 +44,10 @@ pub enum Command {
     Schema(config_cmds::SchemaArgs),
     /// Check a configuration file; exits non-zero on problems.
     Validate(config_cmds::ValidateArgs),
+    /// Publish a component to an OCI registry; prints the digest-pinned reference.
+    Push(push::PushArgs),
+    /// Create a provider project (Rust) that builds with one command.
+    New(new_project::NewArgs),
 }
 
 /// Options shared by commands that load a component.
@@ -89,6 +96,8 @@ pub struct RunArgs {
     /// Stream the answer, printing deltas as they arrive.
     #[arg(long)]
     pub stream: bool,
+    #[command(flatten)]
+    pub egress: run_egress::EgressArgs,
     #[command(flatten)]
     pub load: LoadArgs,
 }
@@ -215,6 +224,8 @@ pub async fn main(cli: Cli) -> i32 {
         Command::Inspect(a) => a.load.json,
         Command::Serve(_) | Command::Schema(_) => false,
         Command::Validate(a) => a.json,
+        Command::Push(a) => a.json,
+        Command::New(_) => false,
     };
     let result = match cli.command {
         Command::Run(args) => run(args).await,
@@ -222,6 +233,8 @@ pub async fn main(cli: Cli) -> i32 {
         Command::Serve(args) => serve::serve(args).await,
         Command::Schema(args) => config_cmds::schema(args),
         Command::Validate(args) => config_cmds::validate(args),
+        Command::Push(args) => push::run(args).await,
+        Command::New(args) => new_project::run(args),
     };
     match result {
         Ok(()) => 0,
@@ -278,16 +291,28 @@ async fn run(args: RunArgs) -> Result<()> {
     let loaded = load_with_progress(&sandbox, &args.component)
         .await
         .map_err(|e| e.with_provider(&name))?;
-    let provider = sandbox
-        .instantiate(&name, &loaded, args.load.config.clone(), args.load.limits())
-        .await?;
+    let settings = tamma_sandbox::ProviderSettings {
+        egress: args.egress.policy()?,
+        ..tamma_sandbox::ProviderSettings::new(args.load.config.clone(), args.load.limits())
+    };
+    let provider = sandbox.instantiate_with(&name, &loaded, settings).await?;
+    let answered = answer(&args, &provider, &name).await;
+    provider.dispose(provider.limits().dispose_timeout()).await;
+    answered.map_err(|e| args.egress.explain(&provider, e))
+}
+
+async fn answer(
+    args: &RunArgs,
+    provider: &tamma_sandbox::ProviderInstance,
+    name: &str,
+) -> Result<()> {
     let default_model = provider
         .capabilities()
         .models
         .first()
         .map(|m| m.id.clone())
         .unwrap_or_default();
-    let req = build_request(&args, &default_model)?;
+    let req = build_request(args, &default_model)?;
     let json = args.load.json;
     if args.stream {
         let mut stream = provider.stream(&req).await?;
@@ -332,7 +357,6 @@ async fn run(args: RunArgs) -> Result<()> {
             );
         }
     }
-    provider.dispose(provider.limits().dispose_timeout()).await;
     Ok(())
 }
 

@@ -65,7 +65,9 @@ pub use discovery::{DiscoveryConfig, MIN_AUTO_REFRESH_MS};
 pub use load::Format;
 pub(crate) use problem::join_path;
 pub use problem::{Check, ConfigCheck, Problem};
-pub use provider::{ComponentRef, PluginGrant, ProviderConfig, SecretRef, BUILTIN_TYPES};
+pub use provider::{
+    ComponentRef, PluginGrant, ProviderConfig, RegistryCredentials, SecretRef, BUILTIN_TYPES,
+};
 use server::ServerConfig;
 
 /// The whole configuration file.
@@ -88,6 +90,8 @@ pub struct Config {
     pub discovery: DiscoveryConfig,
     /// `tamma serve`: the gateway and admin API.
     pub server: ServerConfig,
+    /// Which signatures components must carry (the registry's).
+    pub trust: crate::trust::TrustConfig,
     /// Directory relative paths are resolved against (the file's own directory).
     #[serde(skip)]
     #[schemars(skip)]
@@ -101,6 +105,7 @@ impl Config {
             health: self.health.clone(),
             circuit_breaker: self.circuit_breaker.clone(),
             lifecycle: self.lifecycle.clone(),
+            trust: self.trust.clone(),
         }
     }
 
