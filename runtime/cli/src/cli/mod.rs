@@ -2,7 +2,10 @@
 //!
 //! `tamma run` loads one component into the sandbox and asks it for a completion;
 //! `tamma inspect` reports whether a component satisfies the provider world and
-//! what it offers. Failures print the structured error (code and message, or JSON
+//! what it offers; `tamma push` publishes a component to an OCI registry
+//! (`push.rs`); `tamma new` writes a provider project (`new_project.rs`, templates
+//! in `runtime/cli/templates/`); `run_egress.rs` holds `tamma run`'s
+//! `--allow-host` / `--secret`. Failures print the structured error (code and message, or JSON
 //! with `--json`) and exit non-zero: 1 for a runtime error, 2 for bad usage.
 
 use std::io::Write;
