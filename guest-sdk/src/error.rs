@@ -112,6 +112,12 @@ impl ProviderError {
         ProviderError::from_code(ErrorCode::Timeout, message)
     }
 
+    /// The default answer of [`Provider::embed`](crate::Provider::embed):
+    /// `invalid-request`, "embeddings are not supported by this provider".
+    pub fn embeddings_not_supported() -> Self {
+        ProviderError::invalid_request("embeddings are not supported by this provider")
+    }
+
     /// `invalid-request` (the caller's mistake), not retryable.
     pub fn invalid_request(message: impl Into<String>) -> Self {
         ProviderError::from_code(ErrorCode::InvalidRequest, message)

@@ -1,8 +1,9 @@
 //! Convenience constructors on the generated WIT types.
 
 use crate::{
-    Capabilities, CompletionRequest, CompletionResponse, FinishReason, Health, HealthStatus,
-    Message, ModelInfo, Role, StreamChunk, ToolCall, ToolCallDelta, Usage,
+    Capabilities, CompletionRequest, CompletionResponse, EmbeddingModelInfo, EmbeddingResponse,
+    EmbeddingUsage, FinishReason, Health, HealthStatus, Message, ModelInfo, Role, StreamChunk,
+    ToolCall, ToolCallDelta, Usage,
 };
 
 /// The content of the last `user` message of the request, if any.
@@ -295,6 +296,33 @@ impl FinishReason {
             FinishReason::ToolCalls => "tool-calls",
             FinishReason::ContentFilter => "content-filter",
             FinishReason::Error => "error",
+        }
+    }
+}
+
+impl EmbeddingModelInfo {
+    /// A model with its id as its name.
+    pub fn new(id: impl Into<String>, dimensions: u32, max_input_tokens: u32) -> Self {
+        let id = id.into();
+        EmbeddingModelInfo {
+            name: id.clone(),
+            id,
+            dimensions,
+            max_input_tokens,
+        }
+    }
+}
+
+impl EmbeddingResponse {
+    /// An answer with `input_tokens` counted as the total too.
+    pub fn new(model: impl Into<String>, vectors: Vec<Vec<f32>>, input_tokens: u32) -> Self {
+        EmbeddingResponse {
+            model: model.into(),
+            vectors,
+            usage: EmbeddingUsage {
+                input_tokens,
+                total_tokens: input_tokens,
+            },
         }
     }
 }

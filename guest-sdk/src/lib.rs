@@ -55,6 +55,13 @@
 //! export_provider!(Shout);
 //! ```
 //!
+//! ## Embeddings
+//!
+//! The world also exports `tamma:provider/embeddings` (contract 0.2.0). A provider
+//! that serves embedding models overrides [`Provider::embedding_models`] and
+//! [`Provider::embed`]; the defaults list none and answer every `embed` with an
+//! `invalid-request` error saying embeddings are not supported.
+//!
 //! ## Logging
 //!
 //! [`trace!`], [`debug!`], [`info!`], [`warn!`] and [`error!`] format like
@@ -119,6 +126,9 @@ mod provider;
 pub mod sse;
 mod stream;
 
+pub use crate::bindings::exports::tamma::provider::embeddings::{
+    EmbeddingModelInfo, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage,
+};
 pub use crate::bindings::tamma::provider::host::LogLevel;
 pub use crate::bindings::tamma::provider::types::{
     Capabilities, CompletionRequest, CompletionResponse, ErrorCode, FinishReason, Health,
@@ -139,7 +149,7 @@ pub mod __private {
 }
 
 /// Exports a [`Provider`] implementation as the component's
-/// `tamma:provider/provider-api@0.1.0`.
+/// `tamma:provider/provider-api@0.2.0` and `tamma:provider/embeddings@0.2.0`.
 ///
 /// Call it exactly once per component, at module level:
 ///

@@ -4,13 +4,14 @@ use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
 
+use crate::bindings::exports::tamma::provider::embeddings::Guest as EmbeddingsGuest;
 use crate::bindings::exports::tamma::provider::provider_api::{
     CompletionStream, Guest, GuestCompletionStream,
 };
 use crate::stream::{ChunkStream, VecStream};
 use crate::{
-    Capabilities, CompletionRequest, CompletionResponse, Config, Health, ModelInfo, ProviderError,
-    StreamChunk,
+    Capabilities, CompletionRequest, CompletionResponse, Config, EmbeddingModelInfo,
+    EmbeddingRequest, EmbeddingResponse, Health, ModelInfo, ProviderError, StreamChunk,
 };
 
 /// An AI provider. Implement it and export it with [`export_provider!`](crate::export_provider).
@@ -45,6 +46,19 @@ pub trait Provider: Sized + 'static {
     ) -> Result<Box<dyn ChunkStream>, ProviderError> {
         let response = self.complete(request)?;
         Ok(VecStream::boxed(vec![StreamChunk::from_response(response)]))
+    }
+
+    /// The embedding models it serves, listed apart from the chat models.
+    /// Defaults to none.
+    fn embedding_models(&self) -> Vec<EmbeddingModelInfo> {
+        Vec::new()
+    }
+
+    /// Embeds every input of the request, one vector per input, in order.
+    /// Defaults to [`ProviderError::embeddings_not_supported`].
+    fn embed(&mut self, request: EmbeddingRequest) -> Result<EmbeddingResponse, ProviderError> {
+        let _ = request;
+        Err(ProviderError::embeddings_not_supported())
     }
 
     /// Checks that the provider can serve. Defaults to healthy.
@@ -130,6 +144,17 @@ impl<P: Provider> Guest for Adapter<P> {
         if let Some(mut provider) = take_provider::<P>() {
             provider.dispose();
         }
+    }
+}
+
+impl<P: Provider> EmbeddingsGuest for Adapter<P> {
+    fn models() -> Vec<EmbeddingModelInfo> {
+        with_provider::<P, _>(|p| p.embedding_models()).unwrap_or_default()
+    }
+
+    fn embed(request: EmbeddingRequest) -> Result<EmbeddingResponse, ProviderError> {
+        with_provider::<P, _>(|p| p.embed(request))
+            .unwrap_or_else(|| Err(ProviderError::not_initialized()))
     }
 }
 

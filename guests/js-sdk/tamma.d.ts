@@ -129,7 +129,7 @@ export interface WitProviderError {
 }
 
 // ---------------------------------------------------------------------------
-// tamma:provider/host (import from 'tamma:provider/host@0.1.0')
+// tamma:provider/host (import from 'tamma:provider/host@0.2.0')
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error';
 
@@ -204,6 +204,42 @@ export declare function chunk(
   delta: string,
   opts?: { toolCallDeltas?: ToolCallDelta[]; finishReason?: FinishReason; usage?: Usage },
 ): StreamChunk;
+/** WIT `embedding-request` (contract 0.2.0). */
+export interface EmbeddingRequest {
+  model: string;
+  inputs: string[];
+  dimensions?: number;
+  metadata: [string, string][];
+}
+/** WIT `embedding-usage`. */
+export interface EmbeddingUsage {
+  inputTokens: number;
+  totalTokens: number;
+}
+/** WIT `embedding-response`: one vector per input, in order. */
+export interface EmbeddingResponse {
+  model: string;
+  vectors: number[][];
+  usage: EmbeddingUsage;
+}
+/** WIT `embedding-model-info`. */
+export interface EmbeddingModelInfo {
+  id: string;
+  name: string;
+  dimensions: number;
+  maxInputTokens: number;
+}
+export declare function embeddingModel(
+  id: string,
+  dimensions: number,
+  opts?: { name?: string; maxInputTokens?: number },
+): EmbeddingModelInfo;
+export declare function embeddingResponse(
+  model: string,
+  vectors: number[][],
+  inputTokens: number,
+): EmbeddingResponse;
+
 export declare const health: Readonly<{
   healthy(message?: string): Health;
   degraded(message: string): Health;
@@ -233,6 +269,16 @@ export interface Provider {
   /** Default: healthy. A throw becomes `unhealthy`. */
   healthCheck?(): MaybePromise<Health>;
   dispose?(): void;
+  /** Default: none. */
+  embeddingModels?(): EmbeddingModelInfo[];
+  /** Default: `invalid-request`, "embeddings are not supported by this provider". */
+  embed?(request: EmbeddingRequest): MaybePromise<EmbeddingResponse>;
+}
+
+/** The `embeddings` export: `export const embeddings = providerApi.embeddings`. */
+export interface EmbeddingsApi {
+  models(): EmbeddingModelInfo[];
+  embed(request: EmbeddingRequest): MaybePromise<EmbeddingResponse>;
 }
 
 export interface ProviderClass<P extends Provider = Provider> {
@@ -242,6 +288,7 @@ export interface ProviderClass<P extends Provider = Provider> {
 /** The `provider-api` export: `export const providerApi = defineProvider(MyProvider)`. */
 export interface ProviderApi {
   CompletionStream: new (...args: never[]) => { next(): MaybePromise<StreamChunk | undefined> };
+  embeddings: EmbeddingsApi;
   initialize(config: [string, string][]): MaybePromise<void>;
   capabilities(): Capabilities;
   listModels(): MaybePromise<ModelInfo[]>;

@@ -10,6 +10,7 @@
 //     complete(req) { return response('id-1', req.model, 'hi', { usage: usage(1, 1) }); }
 //   }
 //   export const providerApi = defineProvider(Hello);
+//   export const embeddings = providerApi.embeddings; // the `embeddings` export (0.2.0)
 //
 // Types are in tamma.d.ts (plain JS with `// @ts-check` gets them via JSDoc).
 //
@@ -24,9 +25,12 @@
 //     the first chunk is pulled before `stream` returns, so an error before any
 //     output (HTTP 401, ...) is an error of `stream` itself, not of the first `next`;
 //   - `listModels`, `stream` (one chunk from `complete`), `healthCheck` and `dispose`
-//     have defaults.
+//     have defaults;
+//   - so do `embeddingModels` (none) and `embed` (`invalid-request`: "embeddings are
+//     not supported by this provider"); `providerApi.embeddings` is the export
+//     object, which the module must export as `embeddings`.
 
-import { log as hostLog } from 'tamma:provider/host@0.1.0';
+import { log as hostLog } from 'tamma:provider/host@0.2.0';
 
 /** Every WIT `error-code`, for reference and validation. */
 export const ERROR_CODES = Object.freeze([
@@ -261,6 +265,21 @@ export function chunk(id, modelId, delta, opts = {}) {
 }
 
 /** A `health` record. */
+/** An embedding model (WIT `embedding-model-info`). */
+export function embeddingModel(id, dimensions, opts = {}) {
+  return {
+    id,
+    name: opts.name ?? id,
+    dimensions,
+    maxInputTokens: opts.maxInputTokens ?? 8192,
+  };
+}
+
+/** An embedding answer (WIT `embedding-response`), input tokens counted as the total. */
+export function embeddingResponse(modelId, vectors, inputTokens) {
+  return { model: modelId, vectors, usage: { inputTokens, totalTokens: inputTokens } };
+}
+
 export const health = Object.freeze({
   healthy: (message = 'ok') => ({ status: 'healthy', message }),
   degraded: (message) => ({ status: 'degraded', message }),
@@ -392,8 +411,32 @@ export function defineProvider(Provider) {
     return instance;
   };
 
+  const embeddings = {
+    models() {
+      // Infallible in WIT: list none rather than trap.
+      const p = instance;
+      if (p === null || typeof p.embeddingModels !== 'function') return [];
+      try {
+        return p.embeddingModels();
+      } catch (_) {
+        return [];
+      }
+    },
+
+    embed(request) {
+      return guarded(() => {
+        const p = self();
+        if (typeof p.embed !== 'function') {
+          throw ProviderError.invalidRequest('embeddings are not supported by this provider');
+        }
+        return p.embed(request);
+      });
+    },
+  };
+
   return {
     CompletionStream,
+    embeddings,
 
     initialize(config) {
       return guarded(() =>

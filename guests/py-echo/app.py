@@ -1,7 +1,9 @@
 """`py-echo`: the echo provider (guests/echo) in Python. Deterministic, no network:
 it answers with the last user message (prefixed by the config key `prefix`), counts
 whitespace-separated words as tokens, honours `max_tokens` by truncating the answer
-(finish reason `length`) and streams word by word.
+(finish reason `length`) and streams word by word. Its embedding model
+`echo-embed-1` gives a deterministic toy unit vector per input (FNV-1a of the text
+and the component index), as the Rust echo does.
 
 For sandbox tests, request metadata `spin`="1" loops forever and `grow`="1"
 allocates without bound.
@@ -11,12 +13,28 @@ from dataclasses import dataclass
 from typing import Iterator, List
 
 from tamma_provider import (
-    CompletionRequest, CompletionResponse, Config, FinishReason, Provider, ProviderError,
-    StreamChunk, Usage, capabilities, chunk, count_words, export_provider, healthy,
-    last_user_message, log, metadata, model, response, usage,
+    CompletionRequest, CompletionResponse, Config, EmbeddingRequest, FinishReason, Provider,
+    ProviderError, StreamChunk, Usage, capabilities, chunk, count_words, embedding_model,
+    embedding_response, export_provider, healthy, last_user_message, log, metadata, model,
+    response, usage,
 )
 
 MODEL = "echo-1"
+EMBED_MODEL = "echo-embed-1"
+EMBED_DIMENSIONS = 8
+MAX_EMBED_DIMENSIONS = 4096
+
+
+def toy_embedding(text: str, dimensions: int) -> List[float]:
+    raw = []
+    for i in range(dimensions):
+        h = 0xCBF29CE484222325
+        for b in text.encode() + i.to_bytes(4, "little"):
+            h ^= b
+            h = (h * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+        raw.append((h >> 40) / float(1 << 24) * 2.0 - 1.0)
+    norm = sum(x * x for x in raw) ** 0.5
+    return raw if norm == 0 else [x / norm for x in raw]
 
 
 @dataclass
@@ -73,6 +91,18 @@ class Echo(Provider):
                         finish_reason=a.finish_reason if last else None,
                         usage=a.usage if last else None)
 
+    def embedding_models(self):
+        return [embedding_model(EMBED_MODEL, EMBED_DIMENSIONS)]
+
+    def embed(self, request: EmbeddingRequest):
+        dimensions = request.dimensions if request.dimensions is not None else EMBED_DIMENSIONS
+        if not 1 <= dimensions <= MAX_EMBED_DIMENSIONS:
+            raise ProviderError.invalid_request(
+                f"dimensions must be between 1 and {MAX_EMBED_DIMENSIONS}, got {dimensions}")
+        vectors = [toy_embedding(t, dimensions) for t in request.inputs]
+        tokens = sum(count_words(t) for t in request.inputs)
+        return embedding_response(request.model or EMBED_MODEL, vectors, tokens)
+
     def health_check(self):
         return healthy("echo is ready")
 
@@ -90,3 +120,4 @@ def misbehave_on_request(request: CompletionRequest) -> None:
 
 
 ProviderApi = export_provider(Echo)
+Embeddings = ProviderApi.Embeddings

@@ -227,3 +227,4 @@ def parse_json(text: str, what: str) -> Any:
 
 
 ProviderApi = export_provider(OpenAI)
+Embeddings = ProviderApi.Embeddings

@@ -2,14 +2,41 @@
 //! the tests. It answers with the last user message (optionally prefixed by the
 //! config key `prefix`), counts whitespace-separated words as tokens, honours
 //! `max_tokens` by truncating the answer, and streams the answer word by word.
+//! Its embedding model `echo-embed-1` gives a deterministic toy vector per input
+//! (see [`toy_embedding`]): equal texts get equal vectors, for tests and demos.
 
 use tamma_guest_sdk::{
     debug, export_provider, last_user_message, Capabilities, ChunkStream, CompletionRequest,
-    CompletionResponse, Config, FinishReason, Health, ModelInfo, Provider, ProviderError,
-    StreamChunk, Usage, VecStream,
+    CompletionResponse, Config, EmbeddingModelInfo, EmbeddingRequest, EmbeddingResponse,
+    FinishReason, Health, ModelInfo, Provider, ProviderError, StreamChunk, Usage, VecStream,
 };
 
 const MODEL: &str = "echo-1";
+const EMBED_MODEL: &str = "echo-embed-1";
+/// Length of the toy vectors unless the request asks for `dimensions`.
+const EMBED_DIMENSIONS: u32 = 8;
+/// Longest vector a request may ask for.
+const MAX_EMBED_DIMENSIONS: u32 = 4096;
+
+/// A deterministic unit vector for `text`: component `i` comes from the FNV-1a
+/// hash of the text and `i`, scaled to [-1, 1], then the vector is normalised.
+fn toy_embedding(text: &str, dimensions: u32) -> Vec<f32> {
+    let raw: Vec<f32> = (0..dimensions)
+        .map(|i| {
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for b in text.bytes().chain(i.to_le_bytes()) {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+            ((h >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect();
+    let norm = raw.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm == 0.0 {
+        return raw;
+    }
+    raw.into_iter().map(|x| x / norm).collect()
+}
 
 struct Echo {
     prefix: String,
@@ -118,6 +145,35 @@ impl Provider for Echo {
             }
         }
         Ok(VecStream::boxed(chunks))
+    }
+
+    fn embedding_models(&self) -> Vec<EmbeddingModelInfo> {
+        vec![EmbeddingModelInfo::new(EMBED_MODEL, EMBED_DIMENSIONS, 8192)]
+    }
+
+    fn embed(&mut self, request: EmbeddingRequest) -> Result<EmbeddingResponse, ProviderError> {
+        let dimensions = request.dimensions.unwrap_or(EMBED_DIMENSIONS);
+        if dimensions == 0 || dimensions > MAX_EMBED_DIMENSIONS {
+            return Err(ProviderError::invalid_request(format!(
+                "dimensions must be between 1 and {MAX_EMBED_DIMENSIONS}, got {dimensions}"
+            )));
+        }
+        let vectors = request
+            .inputs
+            .iter()
+            .map(|text| toy_embedding(text, dimensions))
+            .collect();
+        let tokens = request
+            .inputs
+            .iter()
+            .map(|t| count_words(t))
+            .fold(0, u32::saturating_add);
+        let model = if request.model.is_empty() {
+            EMBED_MODEL.to_string()
+        } else {
+            request.model
+        };
+        Ok(EmbeddingResponse::new(model, vectors, tokens))
     }
 
     fn health_check(&self) -> Health {

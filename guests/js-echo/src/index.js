@@ -2,7 +2,9 @@
 // `js-echo`: the echo provider (guests/echo) in JavaScript. Deterministic, no
 // network: it answers with the last user message (prefixed by the config key
 // `prefix`), counts whitespace-separated words as tokens, honours `max_tokens` by
-// truncating the answer (finish reason `length`) and streams word by word.
+// truncating the answer (finish reason `length`) and streams word by word. Its
+// embedding model `echo-embed-1` gives a deterministic toy unit vector per input
+// (FNV-1a of the text and the component index), as the Rust echo does.
 //
 // For sandbox tests, request metadata `spin`="1" loops forever and `grow`="1"
 // allocates without bound.
@@ -13,6 +15,8 @@ import {
   capabilities,
   chunk,
   countWords,
+  embeddingModel,
+  embeddingResponse,
   health,
   lastUserMessage,
   log,
@@ -23,6 +27,27 @@ import {
 } from '../../js-sdk/tamma.js';
 
 const MODEL = 'echo-1';
+const EMBED_MODEL = 'echo-embed-1';
+const EMBED_DIMENSIONS = 8;
+const MAX_EMBED_DIMENSIONS = 4096;
+const MASK64 = (1n << 64n) - 1n;
+
+/** A deterministic unit vector for `text`. @param {string} text @param {number} dimensions */
+function toyEmbedding(text, dimensions) {
+  const bytes = new TextEncoder().encode(text);
+  const raw = [];
+  for (let i = 0; i < dimensions; i++) {
+    let h = 0xcbf29ce484222325n;
+    const index = [i & 0xff, (i >> 8) & 0xff, (i >> 16) & 0xff, (i >>> 24) & 0xff];
+    for (const b of [...bytes, ...index]) {
+      h ^= BigInt(b);
+      h = (h * 0x100000001b3n) & MASK64;
+    }
+    raw.push((Number(h >> 40n) / 2 ** 24) * 2 - 1);
+  }
+  const norm = Math.sqrt(raw.reduce((s, x) => s + x * x, 0));
+  return norm === 0 ? raw : raw.map((x) => x / norm);
+}
 
 /** @typedef {import('../../js-sdk/tamma').CompletionRequest} CompletionRequest */
 
@@ -95,6 +120,23 @@ class Echo {
     }
   }
 
+  embeddingModels() {
+    return [embeddingModel(EMBED_MODEL, EMBED_DIMENSIONS)];
+  }
+
+  /** @param {import('../../js-sdk/tamma').EmbeddingRequest} request */
+  embed(request) {
+    const dimensions = request.dimensions ?? EMBED_DIMENSIONS;
+    if (dimensions < 1 || dimensions > MAX_EMBED_DIMENSIONS) {
+      throw ProviderError.invalidRequest(
+        `dimensions must be between 1 and ${MAX_EMBED_DIMENSIONS}, got ${dimensions}`
+      );
+    }
+    const vectors = request.inputs.map((t) => toyEmbedding(t, dimensions));
+    const tokens = request.inputs.reduce((n, t) => n + countWords(t), 0);
+    return embeddingResponse(request.model || EMBED_MODEL, vectors, tokens);
+  }
+
   healthCheck() {
     return health.healthy('echo is ready');
   }
@@ -113,3 +155,4 @@ function adversarial(request) {
 }
 
 export const providerApi = defineProvider(Echo);
+export const embeddings = providerApi.embeddings;

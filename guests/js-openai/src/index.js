@@ -329,3 +329,4 @@ function retryAfterMs(h) {
 }
 
 export const providerApi = defineProvider(OpenAI);
+export const embeddings = providerApi.embeddings;

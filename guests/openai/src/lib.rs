@@ -12,17 +12,21 @@
 //! | `context_window`, `max_output_tokens` | 128000, 16384 | limits advertised for models this guest does not know |
 //! | `stream_usage` | `true` | ask for a usage chunk at the end of streams (`stream_options.include_usage`); turn off for servers that reject it |
 //! | `complete_via_stream` | `false` | implement `complete` over the streaming API and reassemble the answer |
+//! | `embedding_models` | `text-embedding-3-small,text-embedding-3-large,text-embedding-ada-002` | comma list of embedding models (`{base_url}/embeddings`); empty = none |
+//! | `default_embedding_model` | first of `embedding_models` | used when an embedding request names no model |
 //!
 //! The API key never enters the guest: a config holding `api_key` is refused, and
 //! the header carries a `{{secret:...}}` placeholder that the host replaces when the
 //! request leaves the sandbox. Timeouts are the host's (its per-call deadline).
 
+mod embeddings;
 mod wire;
 
 use tamma_guest_sdk::http::{self, join_url, Request, Response};
 use tamma_guest_sdk::{
     collect_stream, debug, export_provider, Capabilities, ChunkStream, CompletionRequest,
-    CompletionResponse, Config, Health, ModelInfo, Provider, ProviderError,
+    CompletionResponse, Config, EmbeddingModelInfo, EmbeddingRequest, EmbeddingResponse, Health,
+    ModelInfo, Provider, ProviderError,
 };
 
 const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
@@ -36,6 +40,8 @@ struct OpenAi {
     default_model: Option<String>,
     stream_usage: bool,
     complete_via_stream: bool,
+    embedding_models: Vec<EmbeddingModelInfo>,
+    default_embedding_model: Option<String>,
 }
 
 impl OpenAi {
@@ -96,6 +102,33 @@ impl OpenAi {
     }
 }
 
+impl OpenAi {
+    /// `POST /embeddings`.
+    fn post_embeddings(&self, req: &EmbeddingRequest) -> Result<EmbeddingResponse, ProviderError> {
+        let model = if req.model.trim().is_empty() {
+            self.default_embedding_model.clone().ok_or_else(|| {
+                ProviderError::invalid_request(
+                    "the request names no model and no default_embedding_model is configured",
+                )
+            })?
+        } else {
+            req.model.clone()
+        };
+        let bytes = serde_json::to_vec(&embeddings::body(req, &model))
+            .map_err(|e| ProviderError::provider(format!("encoding the request: {e}")))?;
+        debug!({ "model" => model, "inputs" => req.inputs.len() }, "POST embeddings ({} bytes)", bytes.len());
+        let resp = self
+            .with_auth(Request::post(self.url("embeddings")))
+            .header("accept", "application/json")
+            .json_body(bytes)
+            .send()?;
+        if !resp.is_success() {
+            return Err(error_of(resp));
+        }
+        embeddings::parse(&resp.read_body()?, &model, req.inputs.len())
+    }
+}
+
 /// The provider error for a non-2xx response (reads its body).
 fn error_of(resp: Response) -> ProviderError {
     resp.into_error(wire::error_from_status)
@@ -120,7 +153,24 @@ impl Provider for OpenAi {
             .filter(|s| !s.is_empty())
             .map(String::from)
             .or_else(|| ids.first().cloned());
+        let embedding_ids = config.get_list("embedding_models").unwrap_or_else(|| {
+            embeddings::DEFAULT_MODELS
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        });
+        let default_embedding_model = config
+            .get("default_embedding_model")
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .or_else(|| embedding_ids.first().cloned());
         Ok(OpenAi {
+            embedding_models: embedding_ids
+                .iter()
+                .map(|id| embeddings::model_info(id))
+                .collect(),
+            default_embedding_model,
             base_url,
             authorization,
             models,
@@ -167,6 +217,14 @@ impl Provider for OpenAi {
             |body| wire::parse_completion(body, &model),
             |events| wire::ChatStream::new(events, &model),
         )
+    }
+
+    fn embedding_models(&self) -> Vec<EmbeddingModelInfo> {
+        self.embedding_models.clone()
+    }
+
+    fn embed(&mut self, request: EmbeddingRequest) -> Result<EmbeddingResponse, ProviderError> {
+        self.post_embeddings(&request)
     }
 
     /// `GET /models`: costs no tokens, and checks reachability and credentials.

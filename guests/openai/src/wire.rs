@@ -159,7 +159,7 @@ pub fn finish_reason(s: &str) -> FinishReason {
     }
 }
 
-fn u32_at(v: &Value, key: &str) -> Option<u32> {
+pub(crate) fn u32_at(v: &Value, key: &str) -> Option<u32> {
     v.get(key)
         .and_then(Value::as_u64)
         .map(|n| n.min(u32::MAX as u64) as u32)
@@ -183,7 +183,7 @@ pub fn usage(u: &Value) -> Usage {
     usage
 }
 
-fn parse_json(body: &[u8], what: &str) -> Result<Value, ProviderError> {
+pub(crate) fn parse_json(body: &[u8], what: &str) -> Result<Value, ProviderError> {
     serde_json::from_slice(body).map_err(|e| {
         ProviderError::provider(format!(
             "malformed {what} from upstream ({e}): {}",

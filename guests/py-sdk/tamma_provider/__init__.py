@@ -17,6 +17,7 @@ A provider is a class; ``export_provider(MyProvider)`` turns it into the
             return response("id-1", request.model, "hi", usage=usage(1, 1))
 
     ProviderApi = export_provider(Hello)
+    Embeddings = ProviderApi.Embeddings   # the `embeddings` export (contract 0.2.0)
 
 What ``export_provider`` adds, like the Rust SDK's ``export_provider!``:
 
@@ -28,7 +29,10 @@ What ``export_provider`` adds, like the Rust SDK's ``export_provider!``:
   chunk is pulled before ``stream`` returns, so an error before any output is an
   error of ``stream`` itself;
 - ``list_models``, ``stream`` (one chunk from ``complete``), ``health_check`` and
-  ``dispose`` have defaults in :class:`Provider`.
+  ``dispose`` have defaults in :class:`Provider`;
+- ``embedding_models`` (none) and ``embed`` (``invalid-request``: "embeddings are
+  not supported by this provider") have defaults too; the returned class carries
+  the ``Embeddings`` export class, which the app module must bind at top level.
 
 The WIT types (``CompletionRequest``, ``StreamChunk``, ``Role``, ``FinishReason``...)
 are re-exported from the bindings componentize-py generates.
@@ -40,7 +44,14 @@ from typing import Any, Iterable, Iterator, List, Mapping, Optional, Sequence, T
 
 from componentize_py_types import Err
 from wit_world import exports as _exports
+from wit_world.exports import embeddings as _embeddings
 from wit_world.exports import provider_api as _provider_api
+from wit_world.exports.embeddings import (
+    EmbeddingModelInfo,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    EmbeddingUsage,
+)
 from wit_world.imports import host as _host
 from wit_world.imports.tamma_provider_types import (
     Capabilities,
@@ -65,6 +76,8 @@ __all__ = [
     "Capabilities", "CompletionRequest", "CompletionResponse", "ErrorCode", "FinishReason",
     "Health", "HealthStatus", "Message", "ModelInfo", "Role", "StreamChunk", "ToolCall",
     "ToolCallDelta", "ToolDefinition", "Usage",
+    "EmbeddingModelInfo", "EmbeddingRequest", "EmbeddingResponse", "EmbeddingUsage",
+    "embedding_model", "embedding_response",
     "Config", "Provider", "ProviderError", "export_provider", "log",
     "capabilities", "model", "usage", "response", "chunk", "healthy", "degraded", "unhealthy",
     "count_words", "last_user_message", "metadata", "http",
@@ -300,6 +313,16 @@ def chunk(id: str, model: str, delta: str, *, finish_reason: Optional[FinishReas
     return StreamChunk(id, model, delta, tool_call_deltas or [], finish_reason, usage)
 
 
+def embedding_model(id: str, dimensions: int, *, name: Optional[str] = None,
+                    max_input_tokens: int = 8192) -> EmbeddingModelInfo:
+    return EmbeddingModelInfo(id, name or id, dimensions, max_input_tokens)
+
+
+def embedding_response(model: str, vectors: List[List[float]],
+                       input_tokens: int) -> EmbeddingResponse:
+    return EmbeddingResponse(model, vectors, EmbeddingUsage(input_tokens, input_tokens))
+
+
 def healthy(message: str = "ok") -> Health:
     return Health(HealthStatus.HEALTHY, message)
 
@@ -342,6 +365,12 @@ class Provider:
         deltas = [ToolCallDelta(i, c.id, c.name, c.arguments) for i, c in enumerate(r.tool_calls)]
         return [chunk(r.id, r.model, r.content, finish_reason=r.finish_reason, usage=r.usage,
                       tool_call_deltas=deltas)]
+
+    def embedding_models(self) -> List[EmbeddingModelInfo]:
+        return []
+
+    def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        raise ProviderError.invalid_request("embeddings are not supported by this provider")
 
     def health_check(self) -> Health:
         return healthy("ready")
@@ -428,6 +457,20 @@ def export_provider(cls: type) -> type:
                 except BaseException:  # noqa: BLE001 - nothing to report to
                     pass
 
+    class Embeddings(_exports.Embeddings):
+        def models(self) -> List[EmbeddingModelInfo]:
+            p = state["provider"]
+            if p is None:
+                return []
+            try:
+                return p.embedding_models()
+            except BaseException:  # noqa: BLE001 - infallible in WIT: list none
+                return []
+
+        def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+            return guarded(lambda: current().embed(request))
+
     ProviderApi.__name__ = "ProviderApi"
+    ProviderApi.Embeddings = Embeddings
     return ProviderApi
 from . import http  # noqa: E402  (needs ProviderError above)

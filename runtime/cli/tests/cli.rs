@@ -132,9 +132,30 @@ fn inspect_reports_the_world_and_capabilities() {
     let (code, out, _) = run(&["inspect", guest("echo").to_str().unwrap(), "--json"]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(v["satisfies_world"], "tamma:provider/provider@0.1.0");
+    assert_eq!(v["satisfies_world"], "tamma:provider/provider@0.2.0");
+    assert_eq!(v["contract_version"], "0.2.0");
+    assert_eq!(v["embeddings"], true);
     assert_eq!(v["capabilities"]["models"][0]["id"], "echo-1");
+    assert_eq!(
+        v["capabilities"]["embedding_models"][0]["id"],
+        "echo-embed-1"
+    );
     assert_eq!(v["sha256"].as_str().unwrap().len(), 64);
+}
+
+#[test]
+fn inspect_shows_a_0_1_component_without_embeddings() {
+    let fixture =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/echo-0.1.0.wasm");
+    let (code, out, _) = run(&["inspect", fixture.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["satisfies_world"], "tamma:provider/provider@0.1.0");
+    assert_eq!(v["embeddings"], false);
+    assert_eq!(v["capabilities"]["embedding_models"], serde_json::json!([]));
+    let (code, text, _) = run(&["inspect", fixture.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(text.contains("embeddings: not exported"), "{text}");
 }
 
 #[test]
@@ -144,4 +165,37 @@ fn every_subcommand_has_help() {
         assert_eq!(code, 0);
         assert!(out.contains("Usage"), "{out}");
     }
+}
+
+/// Guest text never reaches the terminal raw: a guest that answers (or fails)
+/// with a newline and `ESC[2J` could forge output lines or clear the screen.
+#[test]
+fn run_escapes_control_characters_from_the_guest() {
+    let echo = guest("echo");
+    let (code, out, err) = run(&[
+        "run",
+        echo.to_str().unwrap(),
+        "--prompt",
+        "line one\nline two\x1b[2J\r",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains('\x1b') && !out.contains('\r'), "{out:?}");
+    // (echo answers with the prompt's words joined by spaces)
+    assert!(out.contains("two\\u{1b}[2J"), "{out:?}");
+
+    // An error message written by the guest (it quotes the configured value).
+    let test_provider = guest("test_provider");
+    let (code, out, err) = run(&[
+        "run",
+        test_provider.to_str().unwrap(),
+        "--config",
+        "init_fail=x\n[ok] forged line\x1b[2J",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(!err.contains('\x1b'), "{err:?}");
+    assert!(
+        !err.lines().any(|l| l.starts_with("[ok] forged line")),
+        "{err:?}"
+    );
+    assert!(err.contains("x\\u{a}[ok] forged line\\u{1b}[2J"), "{err:?}");
 }

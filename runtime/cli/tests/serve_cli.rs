@@ -252,7 +252,11 @@ targets = ["slow/test-1", "echo/echo-1"]
         .iter()
         .map(|m| m["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["echo/echo-1", "slow/test-1", "main"], "{models}");
+    assert_eq!(
+        ids,
+        ["echo/echo-1", "echo/echo-embed-1", "slow/test-1", "main"],
+        "{models}"
+    );
     let r = client::post_json(s.addr, "/v1/chat/completions", &chat("main", "hi"))
         .await
         .unwrap();

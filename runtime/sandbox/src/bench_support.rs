@@ -34,7 +34,7 @@ pub async fn instantiate_once(sandbox: &Sandbox, component: &LoadedComponent) ->
 /// re-armed, no error classification, no pool. The baseline for the call path.
 pub struct BareInstance {
     store: Store<HostState>,
-    bindings: bindings::Provider,
+    bindings: crate::exports::Provider,
 }
 
 impl BareInstance {
@@ -60,10 +60,8 @@ impl BareInstance {
             .instantiate_async(&mut store)
             .await
             .map_err(err)?;
-        bindings
-            .tamma_provider_provider_api()
-            .call_initialize(&mut store, &Vec::new())
-            .await
+        let config = Vec::new();
+        crate::exports::api!(bindings, |a| a.call_initialize(&mut store, &config))
             .map_err(err)?
             .map_err(|e| Error::from_provider_error(bindings::provider_error(e)))?;
         Ok(BareInstance { store, bindings })
@@ -72,11 +70,8 @@ impl BareInstance {
     /// One `complete` call, converted to host types like the runtime does.
     pub async fn complete(&mut self, req: &CompletionRequest) -> Result<CompletionResponse> {
         let wreq = bindings::request(req);
-        let r = self
-            .bindings
-            .tamma_provider_provider_api()
-            .call_complete(&mut self.store, &wreq)
-            .await
+        let store = &mut self.store;
+        let r = crate::exports::api!(self.bindings, |a| a.call_complete(&mut *store, &wreq))
             .map_err(|e| Error::new(ErrorCode::Trap, format!("{e:#}")))?;
         r.map(bindings::response)
             .map_err(|e| Error::from_provider_error(bindings::provider_error(e)))

@@ -1,9 +1,20 @@
-//! Host bindings generated from `wit/provider.wit`, and conversions between the
-//! generated types and the serde types of [`crate::types`].
+//! Host bindings generated from the WIT, and conversions between the generated
+//! types and the serde types of [`crate::types`].
+//!
+//! Two versions of the contract are bound: `wit/` (`tamma:provider@0.2.0`, the
+//! current one) and `wit/compat/0.1.0/` (the first release, kept so components built
+//! against it keep loading). Their interface names differ (`…/provider-api@0.1.0` vs
+//! `@0.2.0`), and wasmtime treats 0.1 and 0.2 as incompatible tracks, so each version
+//! needs its own export look-ups and its own `host` import. The *types* are the same:
+//! the 0.1.0 bindings reuse the 0.2.0 `types` module (`with`), so one set of
+//! conversions below serves both, and wasmtime's structural type check at
+//! instantiation still verifies every 0.1.0 component against its own types.
+//! Which exports a component has is decided in [`crate::exports`].
 
 use crate::types as t;
 
-mod generated {
+/// `tamma:provider@0.2.0` (`wit/`).
+pub(crate) mod v0_2 {
     wasmtime::component::bindgen!({
         path: "../../wit",
         world: "tamma:provider/provider",
@@ -20,9 +31,27 @@ mod generated {
     });
 }
 
-pub(crate) use generated::tamma::provider::host;
-pub(crate) use generated::tamma::provider::types as wit;
-pub(crate) use generated::{Provider, ProviderPre};
+/// `tamma:provider@0.1.0` (`wit/compat/0.1.0/`), with the 0.2.0 data types.
+pub(crate) mod v0_1 {
+    wasmtime::component::bindgen!({
+        path: "../../wit/compat/0.1.0",
+        world: "tamma:provider/provider",
+        imports: { default: trappable },
+        exports: { default: async },
+        require_store_data_send: true,
+        with: {
+            "wasi:io": wasmtime_wasi::p2::bindings::io,
+            "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+            "wasi:random": wasmtime_wasi::p2::bindings::random,
+            "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+            "tamma:provider/types@0.1.0": crate::bindings::v0_2::tamma::provider::types,
+        },
+    });
+}
+
+pub(crate) use v0_2::exports::tamma::provider::embeddings as wit_embeddings;
+pub(crate) use v0_2::tamma::provider::host;
+pub(crate) use v0_2::tamma::provider::types as wit;
 
 // ---- host → guest ----
 
@@ -156,6 +185,9 @@ pub(crate) fn capabilities(c: wit::Capabilities) -> t::Capabilities {
         max_output_tokens: c.max_output_tokens,
         models: c.models.into_iter().map(model).collect(),
         features: c.features,
+        // Filled from the `embeddings` export, when there is one (`Instance::capabilities`).
+        embeddings: false,
+        embedding_models: Vec::new(),
     }
 }
 
@@ -204,5 +236,36 @@ pub(crate) fn provider_error(e: wit::ProviderError) -> t::ProviderError {
         message: bounded(e.message),
         retryable: e.retryable,
         retry_after_ms: e.retry_after_ms,
+    }
+}
+
+// ---- embeddings ----
+
+pub(crate) fn embedding_request(r: &t::EmbeddingRequest) -> wit_embeddings::EmbeddingRequest {
+    wit_embeddings::EmbeddingRequest {
+        model: r.model.clone(),
+        inputs: r.inputs.clone(),
+        dimensions: r.dimensions,
+        metadata: r.metadata.clone(),
+    }
+}
+
+pub(crate) fn embedding_response(r: wit_embeddings::EmbeddingResponse) -> t::EmbeddingResponse {
+    t::EmbeddingResponse {
+        model: r.model,
+        vectors: r.vectors,
+        usage: t::EmbeddingUsage {
+            input_tokens: r.usage.input_tokens,
+            total_tokens: r.usage.total_tokens,
+        },
+    }
+}
+
+pub(crate) fn embedding_model(m: wit_embeddings::EmbeddingModelInfo) -> t::EmbeddingModelInfo {
+    t::EmbeddingModelInfo {
+        id: m.id,
+        name: m.name,
+        dimensions: m.dimensions,
+        max_input_tokens: m.max_input_tokens,
     }
 }

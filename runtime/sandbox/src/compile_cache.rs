@@ -103,6 +103,20 @@ impl CompileCache {
         let Some(path) = self.entry_path(engine, sha256) else {
             return Ok((compile(engine, bytes)?, CacheOutcome::Disabled));
         };
+        if let Some(dir) = path.parent().filter(|d| d.exists()) {
+            // Its entries are loaded as native code: whoever can write the
+            // directory can run code in this process.
+            untrusted_dir(dir).map_or(Ok(()), |why| {
+                Err(Error::new(
+                    ErrorCode::InvalidConfig,
+                    format!(
+                        "refusing the compile cache {}: {why}; make it private (chmod 700, \
+                         owned by this user) or choose another (TAMMA_CACHE_DIR, --cache-dir)",
+                        dir.display()
+                    ),
+                ))
+            })?;
+        }
         let mut outcome = CacheOutcome::Miss;
         match fs::read(&path) {
             Ok(entry) => match verified_payload(&entry) {
@@ -201,6 +215,52 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Why `dir` must not be trusted with native code, if it must not: writable by
+/// group or others, or owned by another user.
+fn untrusted_dir(dir: &Path) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = match fs::metadata(dir) {
+            Ok(m) => m,
+            Err(e) => return Some(format!("cannot inspect it ({e})")),
+        };
+        if let Some(why) = unsafe_mode(meta.mode()) {
+            return Some(why);
+        }
+        if let Some(me) = effective_uid() {
+            if meta.uid() != me {
+                return Some(format!(
+                    "it is owned by uid {}, not by this process's uid {me}",
+                    meta.uid()
+                ));
+            }
+        }
+        None
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        None
+    }
+}
+
+/// A directory mode that lets anyone but its owner write entries.
+fn unsafe_mode(mode: u32) -> Option<String> {
+    (mode & 0o022 != 0)
+        .then(|| format!("it is group- or world-writable (mode {:o})", mode & 0o7777))
+}
+
+/// The process's effective uid, from `/proc/self/status` (Linux; std has no
+/// call for it and the check is not worth a libc binding). `None` elsewhere:
+/// only the mode is checked then.
+#[cfg(unix)]
+fn effective_uid() -> Option<u32> {
+    let status = fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
 /// A uniquely named temporary file beside the final entry (same filesystem, so the
 /// rename is atomic).
 fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, fs::File)> {
@@ -227,6 +287,24 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(unix)]
+    fn a_directory_others_can_write_is_not_trusted() {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(unsafe_mode(0o40700), None);
+        assert_eq!(unsafe_mode(0o40755), None);
+        assert!(unsafe_mode(0o40775)
+            .unwrap()
+            .contains("group- or world-writable"));
+        assert!(unsafe_mode(0o41777).is_some());
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
+        assert_eq!(untrusted_dir(dir.path()), None);
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(untrusted_dir(dir.path()).unwrap().contains("mode 777"));
+        assert_eq!(effective_uid().is_some(), cfg!(target_os = "linux"));
+    }
 
     #[test]
     fn payload_verification_rejects_tampering() {

@@ -6,13 +6,12 @@ use std::sync::Arc;
 
 use wasmtime::component::Component;
 
-use crate::bindings::ProviderPre;
 use crate::compile_cache::CacheOutcome;
-use crate::host::HostState;
+use crate::exports::{ContractVersion, ProviderPre};
 
 /// The compiled code and its pre-linked instance template.
 pub(crate) struct Compiled {
-    pub(crate) pre: ProviderPre<HostState>,
+    pub(crate) pre: ProviderPre,
     pub(crate) component: Component,
 }
 
@@ -44,7 +43,17 @@ impl LoadedComponent {
         &self.compiled.component
     }
 
-    pub(crate) fn pre(&self) -> &ProviderPre<HostState> {
+    /// The contract version the component was built against.
+    pub fn contract_version(&self) -> ContractVersion {
+        self.compiled.pre.version()
+    }
+
+    /// Whether it exports `tamma:provider/embeddings`.
+    pub fn exports_embeddings(&self) -> bool {
+        self.compiled.pre.has_embeddings()
+    }
+
+    pub(crate) fn pre(&self) -> &ProviderPre {
         &self.compiled.pre
     }
 }

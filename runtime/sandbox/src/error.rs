@@ -38,6 +38,9 @@ pub enum ErrorCode {
     Overloaded,
     /// A host-side failure not caused by the guest (I/O on the cache, engine set-up).
     Internal,
+    /// The provider does not implement the operation (for example embeddings
+    /// from a component that does not export `tamma:provider/embeddings`).
+    Unsupported,
     // --- registry ---
     /// A provider name that is empty, too long or has characters outside `a-z 0-9 - _ .`.
     InvalidName,
@@ -71,6 +74,7 @@ impl ErrorCode {
             ErrorCode::ProviderError => "PROVIDER_ERROR",
             ErrorCode::Overloaded => "OVERLOADED",
             ErrorCode::Internal => "INTERNAL",
+            ErrorCode::Unsupported => "UNSUPPORTED",
             ErrorCode::InvalidName => "INVALID_NAME",
             ErrorCode::InvalidConfig => "INVALID_CONFIG",
             ErrorCode::AlreadyExists => "ALREADY_EXISTS",

@@ -299,6 +299,26 @@ impl wit_host::Host for HostState {
     }
 }
 
+/// The 0.1.0 `host` import: the same function, with its own `log-level` type.
+impl crate::bindings::v0_1::tamma::provider::host::Host for HostState {
+    fn log(
+        &mut self,
+        level: crate::bindings::v0_1::tamma::provider::host::LogLevel,
+        message: String,
+        fields: Vec<(String, String)>,
+    ) -> wasmtime::Result<()> {
+        use crate::bindings::v0_1::tamma::provider::host::LogLevel as V01;
+        let level = match level {
+            V01::Trace => LogLevel::Trace,
+            V01::Debug => LogLevel::Debug,
+            V01::Info => LogLevel::Info,
+            V01::Warn => LogLevel::Warn,
+            V01::Error => LogLevel::Error,
+        };
+        wit_host::Host::log(self, level, message, fields)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

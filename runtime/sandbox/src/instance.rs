@@ -20,9 +20,11 @@ use tokio::sync::Notify;
 use wasmtime::component::ResourceAny;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-use crate::bindings::{self, Provider, ProviderPre};
+use crate::bindings;
+use crate::capability_limits;
 use crate::engine::SandboxEngine;
 use crate::error::{Error, ErrorCode, Result};
+use crate::exports::{api, Provider, ProviderPre};
 use crate::host::HostState;
 use crate::limits::Limits;
 use crate::settings::ProviderSettings;
@@ -112,7 +114,7 @@ impl Instance {
     /// Instantiate from a pre-linked component. Does not call `initialize`.
     pub(crate) async fn instantiate(
         engine: &SandboxEngine,
-        pre: &ProviderPre<HostState>,
+        pre: &ProviderPre,
         provider: Arc<str>,
         settings: Arc<ProviderSettings>,
         kill: Arc<KillSwitch>,
@@ -135,6 +137,16 @@ impl Instance {
             tokio::time::timeout_at(deadline.into(), pre.instantiate_async(&mut store)).await;
         let bindings = match result {
             Ok(Ok(b)) => b,
+            Ok(Err(e)) if wrong_export_type(&e) => {
+                return Err(Error::new(
+                    ErrorCode::InvalidComponent,
+                    format!(
+                        "component does not satisfy the tamma:provider/provider world: an export \
+                         has the right name but the wrong type: {}",
+                        format!("{e:#}").replace('\n', " ")
+                    ),
+                ));
+            }
             Ok(Err(e)) => {
                 return Err(classify(e, store.data(), limits, "instantiate"));
             }
@@ -231,27 +243,87 @@ impl Instance {
     #[allow(clippy::ptr_arg)]
     pub(crate) async fn initialize(&mut self, config: &Vec<(String, String)>) -> Result<()> {
         let timeout = self.settings.limits.init_timeout();
-        let r = guarded!(self, "initialize", timeout, |s, b| b
-            .tamma_provider_provider_api()
-            .call_initialize(s, config))?;
+        let r = guarded!(self, "initialize", timeout, |s, b| async move {
+            api!(b, |a| a.call_initialize(s, config))
+        })?;
         r.map_err(|e| Error::from_provider_error(bindings::provider_error(e)))
     }
 
+    /// The guest's declared capabilities, bounded while lifting and checked right
+    /// after (`capability_limits`); past a limit `REGISTRATION_FAILED` naming it.
     pub(crate) async fn capabilities(&mut self) -> Result<types::Capabilities> {
         let timeout = self.settings.limits.timeout();
-        let c = guarded!(self, "capabilities", timeout, |s, b| b
-            .tamma_provider_provider_api()
-            .call_capabilities(s))?;
-        Ok(bindings::capabilities(c))
+        let normal = self.store.hostcall_fuel();
+        self.store.set_hostcall_fuel(capability_limits::LIFT_BUDGET);
+        let r = self.declared_capabilities(timeout).await;
+        self.store.set_hostcall_fuel(normal);
+        let refused = |message: String| Error::new(ErrorCode::RegistrationFailed, message);
+        let c = match r {
+            Err(e) if capability_limits::lift_budget_exhausted(&e.message) => {
+                return Err(refused(capability_limits::lift_budget_message(
+                    "capabilities",
+                )))
+            }
+            r => r?,
+        };
+        if let Err(message) = capability_limits::check_capabilities(&c) {
+            // A huge declaration leaves a huge guest heap behind: start fresh.
+            self.retired = true;
+            return Err(refused(message));
+        }
+        Ok(c)
     }
 
+    /// `capabilities()` and, for a component exporting `embeddings`, its
+    /// embedding models, as declared (bounded by the caller).
+    async fn declared_capabilities(
+        &mut self,
+        timeout: std::time::Duration,
+    ) -> Result<types::Capabilities> {
+        let c = guarded!(self, "capabilities", timeout, |s, b| async move {
+            api!(b, |a| a.call_capabilities(s))
+        })?;
+        let mut caps = bindings::capabilities(c);
+        if self.bindings.embeddings.is_some() {
+            caps.embeddings = true;
+            let models = guarded!(self, "embedding-models", timeout, |s, b| async move {
+                match &b.embeddings {
+                    Some(e) => e.call_models(s).await,
+                    None => Ok(Vec::new()),
+                }
+            })?;
+            caps.embedding_models = models.into_iter().map(bindings::embedding_model).collect();
+        }
+        Ok(caps)
+    }
+
+    /// The guest's `list-models`, bounded like its capabilities; past a limit
+    /// `RESPONSE_TOO_LARGE` naming it.
     pub(crate) async fn list_models(&mut self) -> Result<Vec<types::ModelInfo>> {
         let timeout = self.settings.limits.timeout();
-        let r = guarded!(self, "list-models", timeout, |s, b| b
-            .tamma_provider_provider_api()
-            .call_list_models(s))?;
-        r.map(|v| v.into_iter().map(bindings::model).collect())
-            .map_err(|e| Error::from_provider_error(bindings::provider_error(e)))
+        let normal = self.store.hostcall_fuel();
+        self.store.set_hostcall_fuel(capability_limits::LIFT_BUDGET);
+        let r = guarded!(self, "list-models", timeout, |s, b| async move {
+            api!(b, |a| a.call_list_models(s))
+        });
+        self.store.set_hostcall_fuel(normal);
+        let too_many = |message: String| Error::new(ErrorCode::ResponseTooLarge, message);
+        let r = match r {
+            Err(e) if capability_limits::lift_budget_exhausted(&e.message) => {
+                return Err(too_many(capability_limits::lift_budget_message(
+                    "list-models",
+                )))
+            }
+            r => r?,
+        };
+        let models: Vec<types::ModelInfo> = r
+            .map(|v| v.into_iter().map(bindings::model).collect())
+            .map_err(|e| Error::from_provider_error(bindings::provider_error(e)))?;
+        if let Err(message) = capability_limits::check_models(&models, "list-models") {
+            self.retired = true;
+            return Err(too_many(message));
+        }
+        Ok(models)
     }
 
     pub(crate) async fn complete(
@@ -260,9 +332,9 @@ impl Instance {
     ) -> Result<types::CompletionResponse> {
         let timeout = self.settings.limits.timeout();
         let wreq = bindings::request(req);
-        let r = guarded!(self, "complete", timeout, |s, b| b
-            .tamma_provider_provider_api()
-            .call_complete(s, &wreq))?;
+        let r = guarded!(self, "complete", timeout, |s, b| async move {
+            api!(b, |a| a.call_complete(s, &wreq))
+        })?;
         let resp = r
             .map(bindings::response)
             .map_err(|e| Error::from_provider_error(bindings::provider_error(e)))?;
@@ -275,15 +347,53 @@ impl Instance {
         Ok(resp)
     }
 
+    /// Embed every input (`embeddings.embed`); a component without the export
+    /// answers `UNSUPPORTED` without a guest call.
+    pub(crate) async fn embed(
+        &mut self,
+        req: &types::EmbeddingRequest,
+    ) -> Result<types::EmbeddingResponse> {
+        if self.bindings.embeddings.is_none() {
+            return Err(unsupported_embeddings());
+        }
+        let timeout = self.settings.limits.timeout();
+        let wreq = bindings::embedding_request(req);
+        let r = guarded!(self, "embed", timeout, |s, b| async move {
+            match &b.embeddings {
+                Some(e) => e.call_embed(s, &wreq).await,
+                None => Err(wasmtime::format_err!("no embeddings export")),
+            }
+        })?;
+        let resp = r
+            .map(bindings::embedding_response)
+            .map_err(|e| Error::from_provider_error(bindings::provider_error(e)))?;
+        let size = resp.payload_bytes() as u64;
+        if size > self.settings.limits.max_response_bytes {
+            self.retired = true;
+            return Err(too_large(size, self.settings.limits.max_response_bytes));
+        }
+        if resp.vectors.len() != req.inputs.len() {
+            return Err(Error::new(
+                ErrorCode::ProviderError,
+                format!(
+                    "embed returned {} vectors for {} inputs",
+                    resp.vectors.len(),
+                    req.inputs.len()
+                ),
+            ));
+        }
+        Ok(resp)
+    }
+
     pub(crate) async fn stream_start(
         &mut self,
         req: &types::CompletionRequest,
     ) -> Result<ResourceAny> {
         let timeout = self.settings.limits.timeout();
         let wreq = bindings::request(req);
-        let r = guarded!(self, "stream", timeout, |s, b| b
-            .tamma_provider_provider_api()
-            .call_stream(s, &wreq))?;
+        let r = guarded!(self, "stream", timeout, |s, b| async move {
+            api!(b, |a| a.call_stream(s, &wreq))
+        })?;
         r.map_err(|e| Error::from_provider_error(bindings::provider_error(e)))
     }
 
@@ -292,10 +402,9 @@ impl Instance {
         handle: ResourceAny,
     ) -> Result<Option<types::StreamChunk>> {
         let timeout = self.settings.limits.timeout();
-        let r = guarded!(self, "stream-next", timeout, |s, b| b
-            .tamma_provider_provider_api()
-            .completion_stream()
-            .call_next(s, handle))?;
+        let r = guarded!(self, "stream-next", timeout, |s, b| async move {
+            api!(b, |a| a.completion_stream().call_next(s, handle))
+        })?;
         r.map(|c| c.map(bindings::chunk))
             .map_err(|e| Error::from_provider_error(bindings::provider_error(e)))
     }
@@ -308,17 +417,17 @@ impl Instance {
     }
 
     pub(crate) async fn health_check(&mut self, timeout: Duration) -> Result<types::Health> {
-        let h = guarded!(self, "health-check", timeout, |s, b| b
-            .tamma_provider_provider_api()
-            .call_health_check(s))?;
+        let h = guarded!(self, "health-check", timeout, |s, b| async move {
+            api!(b, |a| a.call_health_check(s))
+        })?;
         Ok(bindings::health(h))
     }
 
     pub(crate) async fn dispose(&mut self) -> Result<()> {
         let timeout = self.settings.limits.dispose_timeout();
-        let r = guarded!(self, "dispose", timeout, |s, b| b
-            .tamma_provider_provider_api()
-            .call_dispose(s));
+        let r = guarded!(self, "dispose", timeout, |s, b| async move {
+            api!(b, |a| a.call_dispose(s))
+        });
         // No call follows dispose on this instance.
         self.retired = true;
         r
@@ -344,6 +453,26 @@ fn arm(store: &mut Store<HostState>, fuel: bool, limits: &Limits, deadline: Inst
     data.begin_call(deadline);
     data.limiter.memory_limit_hit = false;
     data.log_limit_hit = false;
+}
+
+/// The error of an embedding call to a provider that does not export `embeddings`.
+pub(crate) fn unsupported_embeddings() -> Error {
+    Error::new(
+        ErrorCode::Unsupported,
+        "the provider does not export tamma:provider/embeddings (it serves chat only)",
+    )
+}
+
+/// Whether instantiation failed because an export's type differs from the
+/// world's. The generated bindings check each export's type (`get_typed_func`)
+/// only when an instance is made, not when the component is type-checked
+/// against the linker, so this is where a right-name-wrong-type component shows;
+/// the first instance is made at registration, before any call. wasmtime gives
+/// the failure no type of its own, so its context text is matched (a test,
+/// `export_with_the_wrong_type_is_an_invalid_component`, fails if it changes).
+fn wrong_export_type(e: &wasmtime::Error) -> bool {
+    e.chain()
+        .any(|c| c.to_string() == "failed to convert function to given type")
 }
 
 fn cut_off() -> Error {

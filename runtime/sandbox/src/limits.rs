@@ -15,28 +15,39 @@ use serde::{Deserialize, Serialize};
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Fuel (roughly: wasm instructions) each guest call may burn. Default 5e9.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
     pub fuel: u64,
     /// Linear memory cap per instance, MiB. Default 128.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = MAX_MEMORY_MIB)))]
     pub memory_mib: u64,
     /// Wall-clock deadline of one guest call (each `next()` of a stream counts as one
     /// call), milliseconds. Default 60 000.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = MAX_TIMEOUT_MS)))]
     pub timeout_ms: u64,
     /// Deadline of `initialize`, milliseconds. Default 10 000.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = MAX_PHASE_TIMEOUT_MS)))]
     pub init_timeout_ms: u64,
     /// Deadline of `dispose`, milliseconds. Default 2 000.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = MAX_PHASE_TIMEOUT_MS)))]
     pub dispose_timeout_ms: u64,
     /// Instances of this provider that may run at once. Default 4.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = MAX_CONCURRENCY)))]
     pub max_concurrency: u32,
     /// How long a call waits for a free instance before `OVERLOADED`, milliseconds.
     /// Default 5 000.
+    #[cfg_attr(feature = "schema", schemars(range(max = MAX_PHASE_TIMEOUT_MS)))]
     pub queue_timeout_ms: u64,
     /// Largest answer (a whole response, or a stream's total), bytes. Default 4 MiB.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = MAX_RESPONSE_BYTES)))]
     pub max_response_bytes: u64,
     /// Log bytes (messages plus fields, and stderr) one call may write. Default 64 KiB.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = MAX_LOG_BYTES_PER_CALL)))]
     pub max_log_bytes_per_call: u64,
     /// Log records one call may write. Default 1 000.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = MAX_LOG_RECORDS_PER_CALL)))]
     pub max_log_records_per_call: u32,
     /// Table elements per table. Default 20 000.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = MAX_TABLE_ELEMENTS)))]
     pub max_table_elements: u32,
 }
 
@@ -44,6 +55,41 @@ pub struct Limits {
 pub const MAX_MEMORY_MIB: u64 = 4096;
 /// Largest accepted `max_concurrency`.
 pub const MAX_CONCURRENCY: u32 = 1024;
+/// Longest accepted call deadline (`timeout_ms`): one hour.
+pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
+/// Longest accepted `init_timeout_ms`, `dispose_timeout_ms` and
+/// `queue_timeout_ms`: ten minutes.
+pub const MAX_PHASE_TIMEOUT_MS: u64 = 600_000;
+/// Largest accepted `max_response_bytes` (1 GiB).
+pub const MAX_RESPONSE_BYTES: u64 = 1 << 30;
+/// Largest accepted `max_log_bytes_per_call` (16 MiB).
+pub const MAX_LOG_BYTES_PER_CALL: u64 = 16 << 20;
+/// Largest accepted `max_log_records_per_call`.
+pub const MAX_LOG_RECORDS_PER_CALL: u32 = 1_000_000;
+/// Largest accepted `max_table_elements`.
+pub const MAX_TABLE_ELEMENTS: u32 = 10_000_000;
+
+/// Every field's accepted range, `(field, min, max)`: what [`Limits::validate`]
+/// checks and the JSON Schema says (`minimum` / `maximum`). A `max_log_*` of 0
+/// would make every log call trap, so they start at 1 too; `queue_timeout_ms` may
+/// be 0 (refuse at once when every instance is busy).
+pub const BOUNDS: &[(&str, u64, u64)] = &[
+    ("fuel", 1, u64::MAX),
+    ("memory_mib", 1, MAX_MEMORY_MIB),
+    ("timeout_ms", 1, MAX_TIMEOUT_MS),
+    ("init_timeout_ms", 1, MAX_PHASE_TIMEOUT_MS),
+    ("dispose_timeout_ms", 1, MAX_PHASE_TIMEOUT_MS),
+    ("max_concurrency", 1, MAX_CONCURRENCY as u64),
+    ("queue_timeout_ms", 0, MAX_PHASE_TIMEOUT_MS),
+    ("max_response_bytes", 1, MAX_RESPONSE_BYTES),
+    ("max_log_bytes_per_call", 1, MAX_LOG_BYTES_PER_CALL),
+    (
+        "max_log_records_per_call",
+        1,
+        MAX_LOG_RECORDS_PER_CALL as u64,
+    ),
+    ("max_table_elements", 1, MAX_TABLE_ELEMENTS as u64),
+];
 
 impl Default for Limits {
     fn default() -> Self {
@@ -65,56 +111,32 @@ impl Default for Limits {
 
 impl Limits {
     /// Every problem with these limits, as `field: reason` lines (empty when valid).
+    /// Each field has an upper bound (see [`BOUNDS`]) so that nonsense such as
+    /// `u64::MAX` is caught by `tamma validate`, not discovered at run time.
     pub fn validate(&self) -> Vec<String> {
-        let mut problems = Vec::new();
-        let mut check = |ok: bool, field: &str, why: String| {
-            if !ok {
-                problems.push(format!("{field}: {why}"));
+        let value = |field: &str| -> u64 {
+            match field {
+                "fuel" => self.fuel,
+                "memory_mib" => self.memory_mib,
+                "timeout_ms" => self.timeout_ms,
+                "init_timeout_ms" => self.init_timeout_ms,
+                "dispose_timeout_ms" => self.dispose_timeout_ms,
+                "max_concurrency" => self.max_concurrency.into(),
+                "queue_timeout_ms" => self.queue_timeout_ms,
+                "max_response_bytes" => self.max_response_bytes,
+                "max_log_bytes_per_call" => self.max_log_bytes_per_call,
+                "max_log_records_per_call" => self.max_log_records_per_call.into(),
+                _ => self.max_table_elements.into(),
             }
         };
-        check(self.fuel > 0, "fuel", "must be at least 1".into());
-        check(
-            (1..=MAX_MEMORY_MIB).contains(&self.memory_mib),
-            "memory_mib",
-            format!(
-                "must be between 1 and {MAX_MEMORY_MIB}, got {}",
-                self.memory_mib
-            ),
-        );
-        check(
-            self.timeout_ms > 0,
-            "timeout_ms",
-            "must be at least 1".into(),
-        );
-        check(
-            self.init_timeout_ms > 0,
-            "init_timeout_ms",
-            "must be at least 1".into(),
-        );
-        check(
-            self.dispose_timeout_ms > 0,
-            "dispose_timeout_ms",
-            "must be at least 1".into(),
-        );
-        check(
-            (1..=MAX_CONCURRENCY).contains(&self.max_concurrency),
-            "max_concurrency",
-            format!(
-                "must be between 1 and {MAX_CONCURRENCY}, got {}",
-                self.max_concurrency
-            ),
-        );
-        check(
-            self.max_response_bytes > 0,
-            "max_response_bytes",
-            "must be at least 1".into(),
-        );
-        check(
-            self.max_table_elements > 0,
-            "max_table_elements",
-            "must be at least 1".into(),
-        );
-        problems
+        BOUNDS
+            .iter()
+            .filter_map(|&(field, min, max)| {
+                let v = value(field);
+                (!(min..=max).contains(&v))
+                    .then(|| format!("{field}: must be between {min} and {max}, got {v}"))
+            })
+            .collect()
     }
 
     /// The call deadline as a `Duration`.
@@ -159,6 +181,45 @@ mod tests {
         let p = l.validate();
         assert_eq!(p.len(), 3, "{p:?}");
         assert!(p[1].starts_with("memory_mib:"));
+    }
+
+    #[test]
+    fn log_caps_and_huge_values_are_refused() {
+        let l = Limits {
+            max_log_bytes_per_call: 0,
+            max_log_records_per_call: 0,
+            timeout_ms: u64::MAX,
+            init_timeout_ms: u64::MAX,
+            dispose_timeout_ms: u64::MAX,
+            queue_timeout_ms: u64::MAX,
+            max_response_bytes: u64::MAX,
+            max_table_elements: u32::MAX,
+            ..Limits::default()
+        };
+        let p = l.validate();
+        for field in [
+            "timeout_ms",
+            "init_timeout_ms",
+            "dispose_timeout_ms",
+            "queue_timeout_ms",
+            "max_response_bytes",
+            "max_log_bytes_per_call",
+            "max_log_records_per_call",
+            "max_table_elements",
+        ] {
+            assert!(
+                p.iter()
+                    .any(|m| m.starts_with(&format!("{field}: must be between"))),
+                "{field}: {p:?}"
+            );
+        }
+        assert_eq!(p.len(), 8, "{p:?}");
+        // Zero is a valid queue wait (refuse at once).
+        let zero_wait = Limits {
+            queue_timeout_ms: 0,
+            ..Limits::default()
+        };
+        assert!(zero_wait.validate().is_empty());
     }
 
     #[test]

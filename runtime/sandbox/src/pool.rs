@@ -19,10 +19,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::bindings::ProviderPre;
 use crate::engine::SandboxEngine;
 use crate::error::{Error, ErrorCode, Result};
-use crate::host::HostState;
+use crate::exports::ProviderPre;
 use crate::instance::{Instance, KillSwitch};
 use crate::limits::Limits;
 use crate::settings::ProviderSettings;
@@ -64,7 +63,7 @@ pub struct PoolStats {
 pub(crate) struct InstancePool {
     pub(crate) name: Arc<str>,
     engine: SandboxEngine,
-    pre: ProviderPre<HostState>,
+    pre: ProviderPre,
     pub(crate) settings: Arc<ProviderSettings>,
     idle: Mutex<Vec<Instance>>,
     permits: Arc<Semaphore>,
@@ -80,7 +79,7 @@ impl InstancePool {
     pub(crate) fn new(
         name: Arc<str>,
         engine: SandboxEngine,
-        pre: ProviderPre<HostState>,
+        pre: ProviderPre,
         settings: ProviderSettings,
     ) -> Arc<Self> {
         Arc::new(InstancePool {

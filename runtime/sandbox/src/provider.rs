@@ -17,7 +17,8 @@ use crate::limits::Limits;
 use crate::pool::{InstancePool, Lease, PoolStats};
 use crate::settings::ProviderSettings;
 use crate::types::{
-    Capabilities, CompletionRequest, CompletionResponse, Health, ModelInfo, StreamChunk,
+    Capabilities, CompletionRequest, CompletionResponse, EmbeddingRequest, EmbeddingResponse,
+    Health, ModelInfo, StreamChunk,
 };
 
 /// A provider running in the sandbox.
@@ -120,6 +121,23 @@ impl ProviderInstance {
                 .complete(req)
                 .await
                 .map_err(|e| self.tag(e));
+            record_fuel(lease.instance().last_fuel_used);
+            out
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Embed the request's inputs. A provider without the `embeddings` export
+    /// answers `UNSUPPORTED` before any instance is taken from the pool.
+    pub async fn embed(&self, req: &EmbeddingRequest) -> Result<EmbeddingResponse> {
+        if !self.inner.capabilities.embeddings {
+            return Err(self.tag(crate::instance::unsupported_embeddings()));
+        }
+        let span = call_span(self.name(), "embed");
+        async {
+            let mut lease = self.lease().await?;
+            let out = lease.instance().embed(req).await.map_err(|e| self.tag(e));
             record_fuel(lease.instance().last_fuel_used);
             out
         }

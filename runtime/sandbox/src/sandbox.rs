@@ -8,9 +8,11 @@ use std::sync::{Arc, Mutex, Weak};
 
 use wasmtime::component::{Component, HasSelf, Linker};
 
-use crate::bindings::{host, ProviderPre};
+use crate::bindings::{host, v0_1};
 use crate::compile_cache::{sha256_hex, CacheOutcome, CompileCache};
+use crate::compile_limits::{self, CompileLimits};
 use crate::component::Compiled;
+use crate::exports::ProviderPre;
 // Made here, defined apart (see `component`); also named from here.
 pub use crate::component::LoadedComponent;
 use crate::engine::SandboxEngine;
@@ -30,6 +32,8 @@ pub struct Sandbox {
     engine: SandboxEngine,
     linker: Arc<Linker<HostState>>,
     cache: CompileCache,
+    /// Structural limits checked before compiling.
+    compile_limits: CompileLimits,
     /// Components already in memory, by SHA-256: a thousand providers running one
     /// component share one copy of its compiled code (a few hundred KiB each
     /// otherwise). Weak, so unregistering the last user frees the code.
@@ -48,14 +52,28 @@ impl Sandbox {
         // `WasiCtx` in `HostState` grants none of it.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link_err)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(link_err)?;
+        // `host` at both contract versions: wasmtime matches 0.1.x and 0.2.x imports
+        // as different interfaces.
         host::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(link_err)?;
+        v0_1::tamma::provider::host::add_to_linker::<HostState, HasSelf<HostState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(link_err)?;
         Ok(Sandbox {
             engine,
             linker: Arc::new(linker),
             cache,
+            compile_limits: CompileLimits::default(),
             loaded: Arc::default(),
         })
+    }
+
+    /// The same sandbox checking `limits` before it compiles a component.
+    pub fn with_compile_limits(mut self, limits: CompileLimits) -> Self {
+        self.compile_limits = limits;
+        self
     }
 
     /// The engine.
@@ -101,6 +119,9 @@ impl Sandbox {
                 size: bytes.len(),
             });
         }
+        // Before the compiler sees it: compile time and memory grow with its
+        // structure, which the size cap alone does not bound.
+        compile_limits::check(bytes, &self.compile_limits)?;
         let (component, cache) = self.cache.load_or_compile(&self.engine, bytes, &sha256)?;
         let pre = self.type_check(&component)?;
         let compiled = Arc::new(Compiled { pre, component });
@@ -123,7 +144,7 @@ impl Sandbox {
 
     /// Check that a compiled component's imports are all provided by the host and
     /// that it exports `tamma:provider/provider-api` with the expected types.
-    fn type_check(&self, component: &Component) -> Result<ProviderPre<HostState>> {
+    fn type_check(&self, component: &Component) -> Result<ProviderPre> {
         let invalid = |e: wasmtime::Error| {
             Error::new(
                 ErrorCode::InvalidComponent,

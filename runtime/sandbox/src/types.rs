@@ -308,6 +308,75 @@ pub struct Capabilities {
     pub models: Vec<ModelInfo>,
     /// Free-form feature names.
     pub features: Vec<String>,
+    /// Whether the component exports `tamma:provider/embeddings` (contract 0.2.0).
+    #[serde(default)]
+    pub embeddings: bool,
+    /// Its embedding models, apart from the chat `models` (empty without the export).
+    #[serde(default)]
+    pub embedding_models: Vec<EmbeddingModelInfo>,
+}
+
+/// What one embedding model offers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmbeddingModelInfo {
+    /// Model id, as requested.
+    pub id: String,
+    /// Human-readable name.
+    pub name: String,
+    /// Length of its vectors.
+    pub dimensions: u32,
+    /// Longest input, tokens.
+    pub max_input_tokens: u32,
+}
+
+/// An embedding request: every input is embedded on its own.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingRequest {
+    /// Model id as the provider knows it.
+    #[serde(default)]
+    pub model: String,
+    /// The texts.
+    pub inputs: Vec<String>,
+    /// Vector length, for models that can shorten theirs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dimensions: Option<u32>,
+    /// Free-form key/values passed to the provider.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metadata: Vec<(String, String)>,
+}
+
+/// Token accounting of an embedding request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmbeddingUsage {
+    /// Tokens in all inputs.
+    pub input_tokens: u32,
+    /// Tokens billed.
+    pub total_tokens: u32,
+}
+
+/// The vectors of one embedding request, in the order of its inputs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddingResponse {
+    /// The model that answered.
+    pub model: String,
+    /// One vector per input.
+    pub vectors: Vec<Vec<f32>>,
+    /// Token accounting.
+    pub usage: EmbeddingUsage,
+}
+
+impl EmbeddingResponse {
+    /// Bytes the answer occupies, for the response-size cap.
+    pub fn payload_bytes(&self) -> usize {
+        PER_ITEM_OVERHEAD
+            + self.model.len()
+            + self
+                .vectors
+                .iter()
+                .map(|v| PER_ITEM_OVERHEAD + v.len() * std::mem::size_of::<f32>())
+                .sum::<usize>()
+    }
 }
 
 /// Coarse health.

@@ -22,6 +22,25 @@
 //! Every error body also carries `tamma_code` (the runtime's stable code) and,
 //! when known, `provider`. A retry hint becomes `Retry-After` (seconds, rounded
 //! up) and `retry-after-ms`.
+//!
+//! The same error is rendered in Anthropic's shape for `/v1/messages`
+//! ([`ApiError::anthropic_body`]): same status, `{"type":"error","error":{"type",
+//! "message"}}`, with the `type` named by the status (the Anthropic SDKs pick
+//! their exception by status, as the OpenAI ones do):
+//!
+//! | status | Anthropic `type` |
+//! |---|---|
+//! | 400, 408, 409, 422 | `invalid_request_error` |
+//! | 401 | `authentication_error` |
+//! | 403 | `permission_error` |
+//! | 404 | `not_found_error` |
+//! | 413 | `request_too_large` |
+//! | 429 | `rate_limit_error` |
+//! | 503 | `overloaded_error` |
+//! | other 5xx | `api_error` |
+//!
+//! An error response carries its [`ApiError`] as a response extension, so that
+//! a layer can re-render it in another API's shape.
 
 use std::time::Duration;
 
@@ -173,6 +192,40 @@ impl ApiError {
         }
         json!({ "error": inner })
     }
+
+    /// Anthropic's error `type` for this error's status.
+    pub fn anthropic_type(&self) -> &'static str {
+        match self.status.as_u16() {
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            429 => "rate_limit_error",
+            503 => "overloaded_error",
+            s if s >= 500 => "api_error",
+            _ => "invalid_request_error",
+        }
+    }
+
+    /// The JSON body in Anthropic's shape (`{"type":"error","error":{...}}`),
+    /// also used for in-band stream errors. The OpenAI `code`, the runtime's
+    /// code and the provider ride along: Anthropic clients ignore unknown fields.
+    pub fn anthropic_body(&self) -> serde_json::Value {
+        let mut inner = json!({
+            "type": self.anthropic_type(),
+            "message": self.message,
+        });
+        if let Some(c) = &self.code {
+            inner["code"] = json!(c);
+        }
+        if let Some(c) = self.tamma_code {
+            inner["tamma_code"] = json!(c);
+        }
+        if let Some(p) = &self.provider {
+            inner["provider"] = json!(p);
+        }
+        json!({ "type": "error", "error": inner })
+    }
 }
 
 impl From<&Error> for ApiError {
@@ -205,6 +258,8 @@ impl From<&Error> for ApiError {
             | ErrorCode::ResponseTooLarge
             | ErrorCode::LogLimit => (S::BAD_GATEWAY, "server_error", lower),
             ErrorCode::Internal => (S::INTERNAL_SERVER_ERROR, "server_error", lower),
+            // Asking a chat-only provider for embeddings: the caller's choice of model.
+            ErrorCode::Unsupported => (S::BAD_REQUEST, "invalid_request_error", lower),
             ErrorCode::ProviderError => match &e.provider_error {
                 Some(pe) => provider_error_status(pe.code),
                 None => (S::BAD_GATEWAY, "server_error", "provider_error".into()),
@@ -294,6 +349,7 @@ impl IntoResponse for ApiError {
                 h.insert("x-tamma-provider", v);
             }
         }
+        resp.extensions_mut().insert(self);
         resp
     }
 }
@@ -324,6 +380,7 @@ mod tests {
             (ErrorCode::Internal, 500),
             (ErrorCode::InvalidConfig, 400),
             (ErrorCode::ShuttingDown, 503),
+            (ErrorCode::Unsupported, 400),
         ];
         for (code, status) in cases {
             let a = ApiError::from(Error::new(code, "x"));
@@ -377,5 +434,32 @@ mod tests {
         assert_eq!(e["type"], "invalid_request_error");
         assert_eq!(e["param"], "model");
         assert_eq!(e["code"], "model_not_found");
+    }
+
+    #[test]
+    fn anthropic_body_names_the_type_by_status() {
+        let cases = [
+            (ApiError::bad_request("x"), "invalid_request_error"),
+            (ApiError::unauthorized("x"), "authentication_error"),
+            (ApiError::forbidden("x"), "permission_error"),
+            (ApiError::model_not_found("x"), "not_found_error"),
+            (ApiError::too_large(1), "request_too_large"),
+            (ApiError::too_many_requests(1), "rate_limit_error"),
+            (
+                ApiError::from(pe(ProviderErrorCode::ServiceUnavailable)),
+                "overloaded_error",
+            ),
+            (
+                ApiError::from(pe(ProviderErrorCode::ProviderError)),
+                "api_error",
+            ),
+            (ApiError::from(pe(ProviderErrorCode::Timeout)), "api_error"),
+        ];
+        for (e, ty) in cases {
+            let b = e.anthropic_body();
+            assert_eq!(b["type"], "error");
+            assert_eq!(b["error"]["type"], ty, "{}", e.status);
+            assert_eq!(b["error"]["message"], e.message);
+        }
     }
 }

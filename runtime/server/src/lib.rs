@@ -5,6 +5,9 @@
 //! |---|---|
 //! | [`config`] | the `[server]` section of the config file (defined by `tamma-registry`, which reads the file) |
 //! | [`openai_api`] | `POST /v1/chat/completions`, `GET /v1/models[/{id}]` |
+//! | [`embeddings_api`] | `POST /v1/embeddings` (OpenAI's shape, float or base64) |
+//! | [`anthropic_api`] | `POST /v1/messages` (Anthropic's Messages API), errors in Anthropic's shape |
+//! | [`completion_call`] | one completion as both chat APIs serve it: body, routing, limits, fallback, charge, metrics, stream producer |
 //! | [`routing`] | which provider answers: strategies, retries, fallback between a route's targets |
 //! | [`auth`] | client API keys for `/v1`: the key ring, models a key may use, 401/403 |
 //! | [`client_limits`] | per-key rpm, tpm, concurrency and budgets; local or Redis counters |
@@ -18,7 +21,7 @@
 //! | [`host_guard`] | loopback servers answer loopback `Host` names only |
 //! | [`request_tracing`] | `x-request-id`, the per-request span (`traceparent` continued, GenAI attributes), the access log |
 //! | [`sse`] | server-sent events |
-//! | [`api_error`] | OpenAI-shaped errors and the status mapping |
+//! | [`api_error`] | errors (OpenAI's shape, Anthropic's rendering) and the status mapping |
 //!
 //! The server is stateless apart from the registry it serves: run as many
 //! replicas as needed behind a load balancer (see `docs/deployment.md`).
@@ -34,9 +37,12 @@
 pub mod access_log;
 pub mod admin;
 pub mod admin_upload;
+pub mod anthropic_api;
 pub mod api_error;
 pub mod auth;
 pub mod client_limits;
+pub mod completion_call;
+pub mod embeddings_api;
 pub use tamma_registry::server_config as config;
 pub mod host_guard;
 pub mod limits;
@@ -309,8 +315,25 @@ impl Server {
             .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms))
             .keep_alive(true);
         let conn_limit = Arc::new(Semaphore::new(limits.max_connections as usize));
+        let write_stall = Duration::from_millis(limits.write_stall_timeout_ms);
         let graceful = GracefulShutdown::new();
         let metrics = state.metrics.clone();
+        // The drain, the Kubernetes way: on the signal `/readyz` turns 503 at once,
+        // but the listener stays open for `shutdown_drain_ms` so probes see the 503
+        // (and requests still routed here are served) before connections are refused.
+        let drain = Duration::from_millis(state.config.load().shutdown_drain_ms);
+        let tx = &shutdown_tx;
+        let shutdown = async move {
+            shutdown.await;
+            let _ = tx.send(true);
+            if !drain.is_zero() {
+                tracing::info!(
+                    drain_ms = drain.as_millis() as u64,
+                    "shutting down: /readyz answers 503; still accepting during the drain"
+                );
+                tokio::time::sleep(drain).await;
+            }
+        };
         tokio::pin!(shutdown);
         loop {
             let permit = tokio::select! {
@@ -336,6 +359,8 @@ impl Server {
             let io = TokioIo::new(Tracked {
                 inner: stream,
                 partial: partial.clone(),
+                stall_limit: write_stall,
+                stalled: None,
             });
             let conn = graceful.watch(http.serve_connection(io, svc.clone()));
             metrics.connection_opened();
@@ -349,6 +374,9 @@ impl Server {
                         if let Some(spare) = spare {
                             write_408(spare).await;
                         }
+                    } else if write_stalled(&e) {
+                        metrics.record_rejected("write_stall");
+                        tracing::debug!("closed a connection whose client stopped reading");
                     } else {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
@@ -449,6 +477,8 @@ impl RunningServer {
 pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/v1/chat/completions", post(openai_api::chat_completions))
+        .route("/v1/embeddings", post(embeddings_api::embeddings))
+        .route("/v1/messages", post(anthropic_api::messages))
         .route("/v1/models", get(openai_api::list_models))
         .route("/v1/models/{*id}", get(openai_api::get_model))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -472,6 +502,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(probes::metrics))
         .merge(api)
         .fallback(|| async { ApiError::not_found("no such endpoint") })
+        // Outermost, so that every error on an Anthropic path is re-rendered.
+        .layer(axum::middleware::from_fn(anthropic_api::error_shape))
         .with_state(state);
     request_tracing::layer(routes)
 }
@@ -507,10 +539,63 @@ async fn write_408(spare: std::net::TcpStream) {
 
 /// A socket that remembers whether bytes were read since the last write: a
 /// header timeout with bytes pending is a slow client (408), without is an idle
-/// keep-alive connection (closed silently).
+/// keep-alive connection (closed silently). It also bounds how long a write may
+/// stay blocked: hyper's HTTP/1 server has no write timeout, and a response body
+/// (which holds the request's concurrency slot) that a client never reads would
+/// otherwise stay in flight for as long as the client keeps its socket open.
 struct Tracked {
     inner: TcpStream,
     partial: Arc<AtomicBool>,
+    /// How long a write may stay blocked (`write_stall_timeout_ms`).
+    stall_limit: Duration,
+    /// Running while writes are blocked; cleared by any progress.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+/// The error a stalled write ends its connection with.
+const WRITE_STALL: &str = "the client stopped reading its response";
+
+impl Tracked {
+    /// Account for one write attempt: progress resets the stall timer, a blocked
+    /// write arms it, and a write blocked past the limit fails the connection.
+    fn progress(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: Poll<std::io::Result<usize>>,
+    ) -> Poll<std::io::Result<usize>> {
+        match &r {
+            Poll::Ready(Ok(n)) if *n > 0 => {
+                self.partial.store(false, Ordering::Release);
+                self.stalled = None;
+            }
+            Poll::Pending => {
+                let limit = self.stall_limit;
+                let timer = self
+                    .stalled
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                if timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        WRITE_STALL,
+                    )));
+                }
+            }
+            _ => {}
+        }
+        r
+    }
+}
+
+/// Whether a connection ended because its client stopped reading.
+fn write_stalled(e: &hyper::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.to_string() == WRITE_STALL {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 impl AsyncRead for Tracked {
@@ -535,10 +620,7 @@ impl AsyncWrite for Tracked {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.partial.store(false, Ordering::Release);
-        }
-        r
+        self.progress(cx, r)
     }
 
     fn poll_write_vectored(
@@ -547,10 +629,7 @@ impl AsyncWrite for Tracked {
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.partial.store(false, Ordering::Release);
-        }
-        r
+        self.progress(cx, r)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -8,23 +8,17 @@
 //! metadata. Features the provider contract cannot carry (`n` > 1, images, audio)
 //! are refused with 400 rather than silently dropped.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
-
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, Request, StatusCode};
+use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
-use tracing::Instrument as _;
 
 use super::api_error::ApiError;
-use super::auth::{self, Caller};
-use super::client_limits::{self, Ticket};
-use super::metrics::genai::model_label;
-use super::request_tracing::genai;
-use super::routing::{self, Plan, Started};
-use super::{read_body, sse, AppState};
+use super::auth::Caller;
+use super::completion_call::{self, Dialect, Parsed, StreamWriter};
+use super::{sse, AppState};
 use tamma_registry::registry::ProviderState;
 use tamma_sandbox::types::{
     CompletionRequest, CompletionResponse, FinishReason, Message, Role, StreamChunk, ToolCall,
@@ -44,7 +38,7 @@ pub struct ChatRequest {
     pub include_usage: bool,
 }
 
-fn bad(msg: impl Into<String>, param: &str) -> ApiError {
+pub(crate) fn bad(msg: impl Into<String>, param: &str) -> ApiError {
     ApiError::bad_request(msg).param(param)
 }
 
@@ -84,7 +78,7 @@ fn text_content(v: &Value, at: &str) -> Result<String, ApiError> {
     }
 }
 
-fn opt_f32(
+pub(crate) fn opt_f32(
     obj: &Map<String, Value>,
     key: &str,
     range: (f32, f32),
@@ -107,7 +101,7 @@ fn opt_f32(
     }
 }
 
-fn opt_u32(obj: &Map<String, Value>, key: &str) -> Result<Option<u32>, ApiError> {
+pub(crate) fn opt_u32(obj: &Map<String, Value>, key: &str) -> Result<Option<u32>, ApiError> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => {
@@ -120,19 +114,30 @@ fn opt_u32(obj: &Map<String, Value>, key: &str) -> Result<Option<u32>, ApiError>
     }
 }
 
-/// Parse a chat completion request body.
-pub fn parse_chat_request(body: &[u8]) -> Result<ChatRequest, ApiError> {
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
-    let obj = v
-        .as_object()
-        .ok_or_else(|| ApiError::bad_request("the body must be a JSON object"))?;
-    let model = obj
-        .get("model")
+/// A request body's JSON object (400 when it is not one).
+pub(crate) fn json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_slice(body) {
+        Ok(Value::Object(obj)) => Ok(obj),
+        Ok(_) => Err(ApiError::bad_request("the body must be a JSON object")),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "the body is not valid JSON: {e}"
+        ))),
+    }
+}
+
+/// The request's `model`, a non-empty string; `missing` says so otherwise.
+pub(crate) fn model_of(obj: &Map<String, Value>, missing: &str) -> Result<String, ApiError> {
+    obj.get("model")
         .and_then(Value::as_str)
         .filter(|m| !m.is_empty())
-        .ok_or_else(|| bad("you must provide a model parameter", "model"))?
-        .to_string();
+        .map(String::from)
+        .ok_or_else(|| bad(missing, "model"))
+}
+
+/// Parse a chat completion request body.
+pub fn parse_chat_request(body: &[u8]) -> Result<ChatRequest, ApiError> {
+    let obj = &json_object(body)?;
+    let model = model_of(obj, "you must provide a model parameter")?;
     let raw_messages = obj
         .get("messages")
         .and_then(Value::as_array)
@@ -295,15 +300,7 @@ pub fn parse_chat_request(body: &[u8]) -> Result<ChatRequest, ApiError> {
 
 /// A unique completion id, `chatcmpl-<24 hex>`.
 pub(crate) fn completion_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    static SEED: std::sync::OnceLock<std::collections::hash_map::RandomState> =
-        std::sync::OnceLock::new();
-    let seed = SEED.get_or_init(std::collections::hash_map::RandomState::new);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mut h = seed.build_hasher();
-    h.write_u64(n);
-    format!("chatcmpl-{:016x}{:08x}", h.finish(), n as u32)
+    completion_call::unique_id("chatcmpl-")
 }
 
 fn finish_str(f: FinishReason) -> &'static str {
@@ -482,270 +479,67 @@ impl ChunkWriter {
 
 /// `POST /v1/chat/completions`
 pub async fn chat_completions(State(state): State<AppState>, req: Request<Body>) -> Response {
-    let started = Instant::now();
-    let caller = auth::caller_of(&req);
-    let access = auth::access_of(&req);
-    // One version of the `[server]` section for the whole request: its body
-    // limit and its routes come from the same file.
-    let config = state.config.load();
-    let body = match read_body(&state, req.into_body(), config.limits.max_body_bytes).await {
-        Ok(b) => b,
-        Err(e) => return finish_error(&state, started, "", e),
-    };
-    let chat = match parse_chat_request(&body) {
-        Ok(c) => c,
-        Err(e) => return finish_error(&state, started, "", e),
-    };
-    let span = tracing::Span::current();
-    genai::request(&span, &chat.model, chat.stream);
-    let plan = match routing::plan(&state, &config, &chat.model) {
-        Ok(p) => p,
-        Err(e) => return finish_error(&state, started, "", e),
-    };
-    // Client keys: the model must be allowed and the key's limits not spent,
-    // before any provider is called.
-    let mut ticket = match client_limits::admit_request(&state, &caller, &plan, access).await {
-        Ok(t) => t,
-        Err(e) => return finish_error(&state, started, "", e),
-    };
-    if let Some(a) = ticket.access() {
-        a.update(|f| f.stream = chat.stream);
+    completion_call::serve(state, req, "chat_completions", |body| {
+        let chat = parse_chat_request(body)?;
+        Ok(Parsed {
+            model: chat.model,
+            request: chat.request,
+            stream: chat.stream,
+            dialect: OpenAiChat {
+                include_usage: chat.include_usage,
+            },
+        })
+    })
+    .await
+}
+
+/// OpenAI's `chat.completion` format, for [`completion_call`].
+struct OpenAiChat {
+    include_usage: bool,
+}
+
+impl Dialect for OpenAiChat {
+    type Writer = ChunkWriter;
+
+    fn whole(&self, model: &str, resp: &CompletionResponse) -> Value {
+        completion_json(
+            &completion_id(),
+            model,
+            tamma_sandbox::time::now_unix_secs(),
+            resp,
+        )
     }
-    if chat.stream {
-        stream_completion(state, started, chat, plan, ticket).await
-    } else {
-        let (served, result) = routing::complete(&state, &plan, &chat.request).await;
-        record_attempts(&ticket, &served);
-        let mut r = match result {
-            Ok((target, resp)) => {
-                let label = client_limits::model_label(&state, &target.provider, &target.model);
-                ticket
-                    .charge(
-                        &target.provider,
-                        &label,
-                        u64::from(resp.usage.input_tokens),
-                        u64::from(resp.usage.output_tokens),
-                    )
-                    .await;
-                let model = format!(
-                    "{}/{}",
-                    target.provider,
-                    if resp.model.is_empty() {
-                        &target.model
-                    } else {
-                        &resp.model
-                    }
-                );
-                genai::target(&span, &target.provider, &model);
-                genai::outcome(&span, Some(&resp.usage), Some(resp.finish_reason));
-                let body = completion_json(
-                    &completion_id(),
-                    &model,
-                    tamma_sandbox::time::now_unix_secs(),
-                    &resp,
-                );
-                state.metrics.record_request(
-                    "chat_completions",
-                    &target.provider,
-                    200,
-                    started.elapsed(),
-                );
-                let mut r = (StatusCode::OK, body.to_string()).into_response();
-                r.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                );
-                if let Ok(v) = HeaderValue::from_str(&target.provider) {
-                    r.headers_mut().insert("x-tamma-provider", v);
-                }
-                r
-            }
-            Err(e) => {
-                let provider = e.provider.clone().unwrap_or_default();
-                finish_error(&state, started, &provider, e)
-            }
-        };
-        r.extensions_mut().insert(served);
-        r
+
+    fn writer(self, model: String) -> ChunkWriter {
+        ChunkWriter::new(model, self.include_usage)
     }
 }
 
-/// The access log names how many provider calls the answer took.
-fn record_attempts(ticket: &Ticket, served: &routing::Served) {
-    if let Some(a) = ticket.access() {
-        let attempts = served.attempts;
-        a.update(|f| f.attempts = Some(attempts));
+impl StreamWriter for ChunkWriter {
+    fn events(&mut self, c: &StreamChunk) -> Vec<Event> {
+        ChunkWriter::events(self, c)
+            .iter()
+            .map(|json| sse::data(json))
+            .collect()
     }
-}
 
-fn finish_error(state: &AppState, started: Instant, provider: &str, e: ApiError) -> Response {
-    genai::error(
-        &tracing::Span::current(),
-        e.code.as_deref().unwrap_or(e.kind),
-    );
-    state.metrics.record_request(
-        "chat_completions",
-        provider,
-        e.status.as_u16(),
-        started.elapsed(),
-    );
-    state
-        .metrics
-        .record_error(provider, e.code.as_deref().unwrap_or(e.kind));
-    e.into_response()
-}
-
-/// A streaming client that reads nothing for this long is dropped, so that a
-/// stalled reader cannot pin a provider instance (held for the whole stream).
-const STALLED_CLIENT: std::time::Duration = std::time::Duration::from_secs(30);
-
-async fn stream_completion(
-    state: AppState,
-    started: Instant,
-    chat: ChatRequest,
-    plan: Plan,
-    mut ticket: Ticket,
-) -> Response {
-    // Fallback happens here, before the response is committed: a target's stream
-    // is only taken once its first chunk (or its clean end) has arrived.
-    let (served, result) = routing::start_stream(&state, &plan, &chat.request).await;
-    record_attempts(&ticket, &served);
-    let Started {
-        target,
-        mut stream,
-        first,
-    } = match result {
-        Ok(s) => s,
-        Err(e) => {
-            let provider = e.provider.clone().unwrap_or_default();
-            let mut r = finish_error(&state, started, &provider, e);
-            r.extensions_mut().insert(served);
-            return r;
-        }
-    };
-    if first.is_some() {
-        let label = model_label(
-            &state.registry,
-            &target.provider,
-            &target.model,
-            plan.route.is_some(),
-        );
-        state
-            .metrics
-            .record_time_to_first_token(&target.provider, label, started.elapsed());
+    fn end(&mut self) -> Vec<Event> {
+        let mut tail: Vec<_> = self
+            .finish(FinishReason::Stop)
+            .iter()
+            .map(|json| sse::data(json))
+            .collect();
+        tail.push(sse::done());
+        tail
     }
-    let model = match &first {
-        Some(c) if !c.model.is_empty() => format!("{}/{}", target.provider, c.model),
-        _ => format!("{}/{}", target.provider, target.model),
-    };
-    let span = tracing::Span::current();
-    genai::target(&span, &target.provider, &model);
-    let (tx, mut resp) = sse::channel(32);
-    if let Ok(v) = HeaderValue::from_str(&target.provider) {
-        resp.headers_mut().insert("x-tamma-provider", v);
+
+    fn error(&mut self, e: &ApiError) -> Event {
+        sse::data(&e.body().to_string())
     }
-    resp.extensions_mut().insert(served);
-    let mut writer = ChunkWriter::new(model, chat.include_usage);
-    let st = state.clone();
-    // What a stream cut short is charged when its usage never came.
-    let prompt_chars: usize = chat.request.messages.iter().map(|m| m.content.len()).sum();
-    let label = client_limits::model_label(&state, &target.provider, &target.model);
-    // The producer keeps the request's span (its request id) for its logs.
-    tokio::spawn(
-        async move {
-            let provider = target.provider.clone();
-            let mut next = first.map(Ok);
-            let mut client_gone = false;
-            let mut sent_chars = 0usize;
-            // Charged once: at the clean end before `[DONE]` (so a client's next
-            // request sees it), otherwise when the loop ends.
-            let charge = |writer: &ChunkWriter, sent_chars: usize| {
-                let (input, output) = match writer.usage() {
-                    Some(u) => (u64::from(u.input_tokens), u64::from(u.output_tokens)),
-                    None => (
-                        client_limits::estimate_tokens(prompt_chars),
-                        client_limits::estimate_tokens(sent_chars),
-                    ),
-                };
-                (input, output)
-            };
-            let (mut usage, mut finish) = (None, None);
-            loop {
-                let item = match next.take() {
-                    Some(i) => i.map(Some),
-                    None => stream.next().await,
-                };
-                match item {
-                    Ok(Some(chunk)) => {
-                        sent_chars += chunk.delta.len();
-                        usage = chunk.usage.or(usage);
-                        finish = chunk.finish_reason.or(finish);
-                        for json in writer.events(&chunk) {
-                            if tx
-                                .send_timeout(sse::data(&json), STALLED_CLIENT)
-                                .await
-                                .is_err()
-                            {
-                                client_gone = true;
-                                break;
-                            }
-                        }
-                        if client_gone {
-                            break;
-                        }
-                    }
-                    Ok(None) => {
-                        genai::outcome(
-                            &span,
-                            usage.as_ref(),
-                            Some(finish.unwrap_or(FinishReason::Stop)),
-                        );
-                        let (input, output) = charge(&writer, sent_chars);
-                        ticket.charge(&provider, &label, input, output).await;
-                        let mut tail: Vec<_> = writer
-                            .finish(FinishReason::Stop)
-                            .iter()
-                            .map(|json| sse::data(json))
-                            .collect();
-                        tail.push(sse::done());
-                        for ev in tail {
-                            if tx.send_timeout(ev, STALLED_CLIENT).await.is_err() {
-                                client_gone = true;
-                                break;
-                            }
-                        }
-                        break;
-                    }
-                    Err(e) => {
-                        // Mid-stream: an in-band error event, and no [DONE], so a client
-                        // can never take a cut answer for a whole one.
-                        let api = ApiError::from(&e);
-                        genai::error(&span, api.code.as_deref().unwrap_or(api.kind));
-                        st.metrics
-                            .record_error(&provider, api.code.as_deref().unwrap_or("error"));
-                        let _ = tx
-                            .send_timeout(sse::data(&api.body().to_string()), STALLED_CLIENT)
-                            .await;
-                        break;
-                    }
-                }
-            }
-            if client_gone {
-                st.metrics.record_error(&provider, "client_disconnected");
-                if let Some(a) = ticket.access() {
-                    a.update(|f| f.client_gone = true);
-                }
-            }
-            let (input, output) = charge(&writer, sent_chars);
-            ticket.charge(&provider, &label, input, output).await;
-            ticket.release();
-            st.metrics
-                .record_request("chat_completions", &provider, 200, started.elapsed());
-            drop(stream);
-        }
-        .in_current_span(),
-    );
-    resp
+
+    fn usage(&self) -> Option<Usage> {
+        ChunkWriter::usage(self)
+    }
 }
 
 /// `GET /v1/models`
@@ -770,6 +564,12 @@ pub async fn list_models(
                 &s.name,
                 Some(m),
             ));
+        }
+        for m in &s.capabilities.embedding_models {
+            let id = format!("{}/{}", s.name, m.id);
+            if caller.allows_id(&id) {
+                data.push(super::embeddings_api::model_json(&id, created, &s.name, m));
+            }
         }
     }
     for name in state.config.load().routes.keys() {

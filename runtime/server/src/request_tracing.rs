@@ -91,6 +91,18 @@ pub mod genai {
         span.set_attribute("tamma.stream", stream);
     }
 
+    /// An embeddings request for the model the client asked for.
+    pub fn embeddings_request(span: &Span, requested_model: &str) {
+        if span.is_disabled() {
+            return;
+        }
+        span.context()
+            .span()
+            .update_name(format!("embeddings {requested_model}"));
+        span.set_attribute("gen_ai.operation.name", "embeddings");
+        span.set_attribute("gen_ai.request.model", requested_model.to_string());
+    }
+
     /// The provider and model that answered.
     pub fn target(span: &Span, provider: &str, model: &str) {
         if span.is_disabled() {

@@ -312,3 +312,64 @@ async fn a_call_cancelled_by_its_caller_retires_the_instance() {
     assert_eq!(stats.retired, 1, "{stats:?}");
     assert_eq!(stats.in_use, 0);
 }
+
+/// A provider that declares far more than any real one (models, features, string
+/// lengths, total bytes) is refused at registration with `REGISTRATION_FAILED`
+/// naming the limit, while a neighbour keeps answering. On the unbounded host the
+/// 100 000-model declaration registered and cost ~0.5 GiB of host memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capabilities_bomb_is_refused() {
+    use tamma_sandbox::capability_limits as cl;
+    let bomb = |config: &[(&str, String)]| {
+        let config = config
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect::<Vec<_>>();
+        async move {
+            let sb = sandbox();
+            let loaded = sb.load_file(&guest("adversarial_caps_bomb")).unwrap();
+            let limits = Limits {
+                memory_mib: 256,
+                ..Limits::default()
+            };
+            sb.instantiate("caps-bomb", &loaded, config, limits).await
+        }
+    };
+    under_attack(|| async {
+        let cases: [(&[(&str, String)], &str); 5] = [
+            // The measured attack: 100 000 models (the lift budget stops it).
+            (&[], "(max_total_bytes)"),
+            (
+                &[("models", (cl::MAX_MODELS + 1).to_string())],
+                "(max_models)",
+            ),
+            (
+                &[("models", "1".into()), ("id_bytes", "100000".into())],
+                "(max_model_id_bytes)",
+            ),
+            (
+                &[("models", "0".into()), ("features", "1000".into())],
+                "(max_features)",
+            ),
+            (
+                &[("models", "4000".into()), ("id_bytes", "250".into())],
+                "(max_total_bytes)",
+            ),
+        ];
+        for (config, limit) in cases {
+            let err = match bomb(config).await {
+                Ok(_) => panic!("{config:?} was accepted"),
+                Err(e) => e,
+            };
+            assert_eq!(err.code, ErrorCode::RegistrationFailed, "{config:?}: {err}");
+            assert!(err.message.contains(limit), "{config:?}: {err}");
+            assert_eq!(err.provider.as_deref(), Some("caps-bomb"));
+        }
+        // Within the limits it registers as before.
+        let ok = bomb(&[("models", "100".into()), ("features", "10".into())])
+            .await
+            .expect("an ordinary declaration is accepted");
+        assert_eq!(ok.capabilities().models.len(), 100);
+    })
+    .await;
+}

@@ -16,9 +16,11 @@
 
 use std::time::Duration;
 
-use tamma_e2e::instantiate_loaded;
+use tamma_e2e::{guest_error, instantiate_loaded};
 use tamma_registry::{ErrorCode, Limits, ProviderInstance, ProviderSettings};
-use tamma_sandbox::types::{CompletionRequest, FinishReason, HealthStatus, Message, Role};
+use tamma_sandbox::types::{
+    CompletionRequest, EmbeddingRequest, FinishReason, HealthStatus, Message, Role,
+};
 
 async fn provider_with(
     name: &str,
@@ -128,6 +130,77 @@ async fn lists_models_and_capabilities(name: &str) {
     assert_eq!(caps.max_context_tokens, 8192);
     let models = p.list_models().await.expect("models");
     assert_eq!(models, caps.models);
+}
+
+/// The echo providers' toy embedding, computed here independently (in f64): the
+/// FNV-1a hash of the text's bytes and the little-endian component index, the top
+/// 24 bits scaled to [-1, 1], then normalised.
+fn reference_embedding(text: &str, dimensions: u32) -> Vec<f64> {
+    let raw: Vec<f64> = (0..dimensions)
+        .map(|i| {
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for b in text.bytes().chain(i.to_le_bytes()) {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+            (h >> 40) as f64 / f64::from(1u32 << 24) * 2.0 - 1.0
+        })
+        .collect();
+    let norm = raw.iter().map(|x| x * x).sum::<f64>().sqrt();
+    raw.into_iter().map(|x| x / norm).collect()
+}
+
+async fn embeds_with_embedding_models_listed_apart(name: &str) {
+    let p = provider(name).await;
+    let caps = p.capabilities().clone();
+    assert!(caps.embeddings, "{name} exports tamma:provider/embeddings");
+    assert_eq!(caps.embedding_models.len(), 1);
+    let m = &caps.embedding_models[0];
+    assert_eq!((m.id.as_str(), m.dimensions), ("echo-embed-1", 8));
+    assert!(
+        caps.models.iter().all(|c| c.id != m.id),
+        "embedding models are not chat models"
+    );
+    let req = EmbeddingRequest {
+        model: "echo-embed-1".into(),
+        inputs: vec![
+            "hello world".into(),
+            "something else entirely".into(),
+            "hello world".into(),
+        ],
+        ..Default::default()
+    };
+    let r = p.embed(&req).await.expect("embeds");
+    assert_eq!(r.model, "echo-embed-1");
+    assert_eq!(r.vectors.len(), 3, "one vector per input");
+    assert_eq!(r.usage.input_tokens, 7, "words across all inputs");
+    assert_eq!(r.vectors[0], r.vectors[2], "deterministic");
+    assert_ne!(r.vectors[0], r.vectors[1]);
+    // The same vectors in every language.
+    for (v, text) in r.vectors.iter().zip(&req.inputs) {
+        let want = reference_embedding(text, 8);
+        assert_eq!(v.len(), 8);
+        for (got, want) in v.iter().zip(&want) {
+            assert!(
+                (f64::from(*got) - want).abs() < 1e-5,
+                "{name}: {v:?} vs {want:?}"
+            );
+        }
+    }
+    let short = EmbeddingRequest {
+        dimensions: Some(3),
+        ..req.clone()
+    };
+    let r = p.embed(&short).await.expect("embeds");
+    assert!(r.vectors.iter().all(|v| v.len() == 3));
+    let zero = EmbeddingRequest {
+        dimensions: Some(0),
+        ..req
+    };
+    let e = p.embed(&zero).await.expect_err("refused");
+    assert_eq!(guest_error(&e).0, "invalid-request");
+    // A refused request does not cost the instance.
+    assert_eq!(p.pool_stats().retired, 0);
 }
 
 async fn reports_healthy(name: &str) {
@@ -270,6 +343,11 @@ macro_rules! contract_suite {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn reports_healthy() { super::reports_healthy(GUEST).await }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn embeds_with_embedding_models_listed_apart() {
+                super::embeds_with_embedding_models_listed_apart(GUEST).await
+            }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn config_is_passed_to_initialize() { super::config_is_passed_to_initialize(GUEST).await }

@@ -153,3 +153,29 @@ async fn concurrent_calls_share_a_bounded_pool() {
     assert!(stats.created <= 3, "{stats:?}");
     assert_eq!(stats.in_use, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_default_embed_says_not_supported() {
+    // `test_provider` keeps the SDK's defaults: it exports `embeddings` (every
+    // SDK-built component does) but lists no embedding model and refuses.
+    let p = load("test_provider", vec![]).await;
+    assert!(p.capabilities().embeddings);
+    assert!(p.capabilities().embedding_models.is_empty());
+    let req = tamma_sandbox::types::EmbeddingRequest {
+        model: "test-1".into(),
+        inputs: vec!["x".into()],
+        ..Default::default()
+    };
+    let e = p.embed(&req).await.expect_err("not supported");
+    let (code, retryable, _) = tamma_e2e::guest_error(&e);
+    assert_eq!(code, "invalid-request");
+    assert!(!retryable);
+    assert!(
+        e.provider_error
+            .as_ref()
+            .unwrap()
+            .message
+            .contains("not supported"),
+        "{e:?}"
+    );
+}

@@ -170,9 +170,17 @@ async fn models_are_listed_as_provider_slash_model_with_routes() {
         .collect();
     assert_eq!(
         ids,
-        ["echo/echo-1", "test/m-a", "test/m-b", "smart"],
-        "ready providers only"
+        [
+            "echo/echo-1",
+            "echo/echo-embed-1",
+            "test/m-a",
+            "test/m-b",
+            "smart"
+        ],
+        "ready providers only; chat models, then embedding models"
     );
+    assert_eq!(v["data"][1]["tamma"]["kind"], "embedding");
+    assert_eq!(v["data"][1]["tamma"]["dimensions"], 8);
     for m in v["data"].as_array().unwrap() {
         assert_eq!(m["object"], "model");
         assert!(m["created"].is_u64());
@@ -502,6 +510,117 @@ async fn probes_follow_discovery_and_providers() {
     let ok = get(a, "/readyz").await;
     assert_eq!(ok.status, 200);
     assert_eq!(ok.json()["providers_ready"], json!(["echo"]));
+    s.shutdown().await;
+}
+
+/// A client that asks for a large answer and never reads it: past
+/// `write_stall_timeout_ms` of blocked writes the connection is closed and the
+/// request's concurrency slot freed (it used to stay held for as long as the
+/// client kept its socket open, so `max_concurrent_requests` such clients took
+/// the server).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_loses_its_slot() {
+    let r = registry(5);
+    r.register("echo", echo()).await.unwrap();
+    let big = tamma_registry::Registration::new(tamma_registry::ComponentSource::File(
+        tamma_e2e::guest("adversarial_big_response"),
+    ))
+    .with_settings(ProviderSettings::new(
+        vec![("size_bytes".into(), (24u64 << 20).to_string())],
+        Limits {
+            memory_mib: 256,
+            max_response_bytes: 64 << 20,
+            ..Limits::default()
+        },
+    ));
+    r.register("big", big).await.unwrap();
+    let mut config = ServerConfig::default();
+    config.limits.max_concurrent_requests = 1;
+    config.limits.write_stall_timeout_ms = 300;
+    let s = serve(&r, config).await;
+    let a = s.addr();
+
+    // The attacker: a 4 KiB receive buffer, one request, then it never reads.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut attacker = socket.connect(a).await.unwrap();
+    let body = chat("big/big-1", "give me everything").to_string();
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: {a}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    attacker.write_all(request.as_bytes()).await.unwrap();
+
+    // A normal client is served once the stalled connection has been cut off,
+    // while the attacker still holds its socket open.
+    let mut served = None;
+    for _ in 0..200 {
+        let resp = post(a, "/v1/chat/completions", &chat("echo/echo-1", "hello")).await;
+        if resp.status == 200 {
+            served = Some(resp);
+            break;
+        }
+        assert_eq!(resp.status, 429, "{}", resp.text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(served.is_some(), "the stalled reader kept the only slot");
+    drop(attacker);
+    s.shutdown().await;
+}
+
+/// During the drain (`shutdown_drain_ms`) the listener stays open and `/readyz`
+/// answers 503, so a readiness probe sees the drain instead of a refused
+/// connection; requests are still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_answers_503_during_the_drain() {
+    let r = registry(5);
+    r.register("echo", echo()).await.unwrap();
+    let config = ServerConfig {
+        shutdown_drain_ms: 1_500,
+        ..ServerConfig::default()
+    };
+    let s = serve(&r, config).await;
+    let a = s.addr();
+    assert_eq!(get(a, "/readyz").await.status, 200);
+    let stopping = tokio::spawn(s.shutdown());
+    let mut saw_503 = false;
+    for _ in 0..100 {
+        let probe = get(a, "/readyz").await;
+        if probe.status == 503 {
+            assert_eq!(probe.json()["reason"], "shutting down");
+            saw_503 = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(saw_503, "/readyz never answered 503 during the drain");
+    let served = post(
+        a,
+        "/v1/chat/completions",
+        &chat("echo/echo-1", "still here"),
+    )
+    .await;
+    assert_eq!(served.status, 200, "{}", served.text());
+    let report = stopping.await.unwrap();
+    assert!(report.drained);
+}
+
+/// Between "listening" and the first discovery round's end, a chat request for a
+/// model that is not registered yet answers 503 with `Retry-After` (a client
+/// cannot tell a 404 from a typo); after it, the same request is a 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_answers_503_until_discovery_has_finished() {
+    let r = registry(5);
+    let s = serve_with(&r, ServerConfig::default(), ServeOptions::default()).await;
+    let body = json!({ "model": "mock/m1", "messages": [{ "role": "user", "content": "hi" }] });
+    let early = post(s.addr(), "/v1/chat/completions", &body).await;
+    assert_eq!(early.status, 503, "{}", early.text());
+    assert_eq!(early.header("retry-after"), Some("1"));
+    assert_eq!(early.json()["error"]["code"], "providers_loading");
+    s.readiness().mark_discovery_finished();
+    let late = post(s.addr(), "/v1/chat/completions", &body).await;
+    assert_eq!(late.status, 404, "{}", late.text());
+    assert_eq!(late.json()["error"]["code"], "model_not_found");
     s.shutdown().await;
 }
 

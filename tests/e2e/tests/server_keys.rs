@@ -19,19 +19,6 @@ use tamma_test_support::client::{self, Conn, Response};
 const KEY_A: &str = "key-a-0123456789abcdef";
 const KEY_B: &str = "key-b-0123456789abcdef";
 
-fn key(name: &str, value: &str) -> ClientKey {
-    ClientKey {
-        name: name.into(),
-        key: Some(SecretRef::Value(value.into())),
-        sha256: None,
-        models: None,
-        rpm: None,
-        tpm: None,
-        max_concurrent: None,
-        budget: None,
-    }
-}
-
 fn config_with(keys: Vec<ClientKey>) -> ServerConfig {
     ServerConfig {
         keys,
@@ -531,26 +518,9 @@ async fn a_non_loopback_server_without_keys_refuses_to_start() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_openai_python_client_sees_openai_errors() {
-    // `make test` installs the pinned client into target/py-test-venv.
-    let venv = tamma_e2e::workspace_root().join("target/py-test-venv/bin/python");
-    let python = if venv.exists() {
-        venv.display().to_string()
-    } else {
-        "python3".to_string()
-    };
-    let have = std::process::Command::new(&python)
-        .args(["-c", "import openai"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !have {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "the `openai` Python package is missing"
-        );
-        eprintln!("skipped: the `openai` Python package is not installed (make test installs it)");
+    let Some(python) = python_with("openai") else {
         return;
-    }
+    };
     start_of_a_minute_window().await;
     let mut a = key("team-a", KEY_A);
     a.models = Some(vec!["echo/echo-1".into()]);
@@ -596,21 +566,17 @@ except openai.RateLimitError as e:
     out["budget"] = [e.status_code, e.code]
 print(json.dumps(out))
 "#;
-    let url = s.url();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(&python)
-            .args(["-c", script, &url, KEY_A, KEY_B, "key-c-0123456789abcdef"])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = run_python(
+        python,
+        script,
+        vec![
+            s.url(),
+            KEY_A.to_string(),
+            KEY_B.to_string(),
+            "key-c-0123456789abcdef".to_string(),
+        ],
+    )
+    .await;
     assert_eq!(v["models"], json!(["echo/echo-1"]), "{v}");
     assert!(
         v["content"].as_str().unwrap().contains("hi from python"),

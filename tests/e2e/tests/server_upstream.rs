@@ -6,38 +6,22 @@
 
 mod server_support;
 
-use std::collections::BTreeMap;
-
 use serde_json::{json, Value};
 use server_support::*;
-use tamma_e2e::guest;
 use tamma_mock_upstream::{Fault, HttpError, MockToolCall, MockUpstream, Route};
-use tamma_registry::{ComponentSource, Limits, ProviderSettings, Registration, Registry};
-use tamma_sandbox::egress::EgressPolicy;
+use tamma_registry::Registry;
 use tamma_server::ServerConfig;
 use tamma_test_support::client;
 
-const KEY: &str = "sk-upstream-test-4b5a";
-
-fn openai(mock: &MockUpstream) -> Registration {
-    Registration::new(ComponentSource::File(guest("openai"))).with_settings(ProviderSettings {
-        config: vec![
-            ("base_url".into(), mock.base_url()),
-            ("models".into(), "gpt-mock,gpt-mock-mini".into()),
-        ],
-        limits: Limits::default(),
-        egress: EgressPolicy::new(
-            vec![mock.url()],
-            BTreeMap::from([("api_key".to_string(), KEY.to_string())]),
-        ),
-    })
-}
+const KEY: &str = UPSTREAM_KEY;
 
 async fn setup(failures: u32) -> (MockUpstream, Registry) {
     let mock = MockUpstream::start().await;
     mock.expect_api_key(KEY);
     let r = registry(failures);
-    r.register("openai", openai(&mock)).await.unwrap();
+    r.register("openai", openai_on(&mock, "gpt-mock,gpt-mock-mini"))
+        .await
+        .unwrap();
     r.register("echo", echo()).await.unwrap();
     (mock, r)
 }
@@ -170,14 +154,7 @@ async fn completions_streams_and_tool_calls_through_the_openai_provider() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_failure_before_the_first_byte_falls_back_and_mid_stream_is_an_error_event() {
     let (mock, r) = setup(100).await;
-    let config = ServerConfig {
-        routes: BTreeMap::from([(
-            "resilient".to_string(),
-            RouteConfig::ordered(["openai/gpt-mock", "echo/echo-1"]),
-        )]),
-        ..ServerConfig::default()
-    };
-    let s = serve(&r, config).await;
+    let s = serve(&r, resilient_route()).await;
     let a = s.addr();
 
     // 503 upstream: retryable, nothing sent yet: echo answers.
@@ -260,27 +237,9 @@ async fn an_upstream_failure_before_the_first_byte_falls_back_and_mid_stream_is_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_openai_python_client_works_unchanged() {
-    // `make test` installs the pinned client into target/py-test-venv.
-    let venv = tamma_e2e::workspace_root().join("target/py-test-venv/bin/python");
-    let python = if venv.exists() {
-        venv.display().to_string()
-    } else {
-        "python3".to_string()
-    };
-    let have = std::process::Command::new(&python)
-        .args(["-c", "import openai"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !have {
-        // In CI the client must be there (`make test` installs it): never skip there.
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "the `openai` Python package is missing"
-        );
-        eprintln!("skipped: the `openai` Python package is not installed (make test installs it)");
+    let Some(python) = python_with("openai") else {
         return;
-    }
+    };
     let (_mock, r) = setup(5).await;
     let s = serve(&r, ServerConfig::default()).await;
     let script = r#"
@@ -307,21 +266,7 @@ except openai.NotFoundError as e:
     out["code"] = e.code
 print(json.dumps(out))
 "#;
-    let url = s.url();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(&python)
-            .args(["-c", script, &url])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = run_python(python, script, vec![s.url()]).await;
     assert!(
         v["models"]
             .as_array()

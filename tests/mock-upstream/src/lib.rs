@@ -17,6 +17,7 @@
 //! |---|---|
 //! | `POST /v1/chat/completions` | OpenAI `chat.completion`, or with `"stream": true` SSE `chat.completion.chunk`s ending in `data: [DONE]` (a usage chunk with empty `choices` first when `stream_options.include_usage`) |
 //! | `POST /v1/messages` | Anthropic `message`, or with `"stream": true` named SSE events `message_start`, `ping`, `content_block_start/delta/stop` (text and `input_json_delta`), `message_delta`, `message_stop` |
+//! | `POST /v1/embeddings` | OpenAI `list` of `embedding`s, one per input (a string or a list of strings), deterministic unit vectors (module `embeddings`), `encoding_format` `float` or `base64`, `dimensions` honoured (not for `text-embedding-ada-002`), usage in words; models [`EMBEDDING_MODELS`] |
 //! | `GET /v1/models` | Anthropic's shape (`{data:[{type,id,display_name,created_at}],has_more,...}`) when the request carries `x-api-key` or `anthropic-version`, else OpenAI's (`{object:"list",data:[{id,object,created,owned_by}]}`) |
 //!
 //! # Answers
@@ -79,6 +80,8 @@ pub enum Route {
     Chat,
     /// `GET /v1/models` (list-models and health checks).
     Models,
+    /// `POST /v1/embeddings`.
+    Embeddings,
 }
 
 /// An HTTP error answer, rendered in the API's error format:
@@ -463,6 +466,9 @@ impl http_body::Body for ChannelBody {
 
 type Resp = hyper::Response<ChannelBody>;
 
+mod embeddings;
+pub use embeddings::{vector as embedding_vector, EMBEDDING_MODELS};
+
 /// What the body task sends, in order.
 enum Piece {
     Bytes(Bytes),
@@ -559,6 +565,7 @@ async fn handle(state: Arc<Shared>, req: hyper::Request<Incoming>) -> Result<Res
     let route = match (parts.method.as_str(), path) {
         ("POST", "/v1/chat/completions") | ("POST", "/v1/messages") => Route::Chat,
         ("GET", "/v1/models") => Route::Models,
+        ("POST", "/v1/embeddings") => Route::Embeddings,
         _ => Route::Any,
     };
     let api = if path == "/v1/messages"
@@ -595,6 +602,12 @@ async fn handle(state: Arc<Shared>, req: hyper::Request<Incoming>) -> Result<Res
     let resp = match route {
         Route::Models => models_response(&state, api, &plan),
         Route::Chat => chat_response(&state, api, &recorded, &plan),
+        Route::Embeddings => match embeddings::answer(&recorded.json()) {
+            Ok(body) => json_response(200, &body, &[]),
+            Err((status, message, code)) => {
+                error_response(api, &HttpError::new(status).message(message).code(code))
+            }
+        },
         Route::Any => {
             let msg = format!("Unknown request URL: {} {}", parts.method, path);
             error_response(api, &HttpError::new(404).message(msg).code("unknown_url"))

@@ -25,6 +25,9 @@ pub mod new_project;
 pub mod push;
 pub mod run_egress;
 pub mod serve;
+pub mod terminal_text;
+
+use terminal_text::{line, prose};
 
 /// Tamma: run AI providers as sandboxed WebAssembly components.
 #[derive(Debug, Parser)]
@@ -253,7 +256,8 @@ fn report(e: &Error, json: bool) {
         let body = serde_json::json!({ "error": e });
         println!("{body}");
     } else {
-        eprintln!("error: {e}");
+        // The message (and the provider error in it) may be guest text.
+        eprintln!("error: {}", line(&e.to_string()));
     }
 }
 
@@ -325,7 +329,7 @@ async fn answer(
             if json {
                 let _ = writeln!(out, "{}", serde_json::to_string(&chunk).unwrap_or_default());
             } else {
-                let _ = write!(out, "{}", chunk.delta);
+                let _ = write!(out, "{}", prose(&chunk.delta));
             }
             let _ = out.flush();
             if chunk.finish_reason.is_some() || chunk.usage.is_some() {
@@ -348,9 +352,14 @@ async fn answer(
         if json {
             println!("{}", serde_json::to_string(&resp).unwrap_or_default());
         } else {
-            println!("{}", resp.content);
+            println!("{}", prose(&resp.content));
             for call in &resp.tool_calls {
-                println!("tool call {} {}({})", call.id, call.name, call.arguments);
+                println!(
+                    "tool call {} {}({})",
+                    line(&call.id),
+                    line(&call.name),
+                    line(&call.arguments)
+                );
             }
             eprintln!(
                 "[{name}: finish {}, tokens {} in / {} out]",
@@ -373,10 +382,19 @@ async fn inspect(args: InspectArgs) -> Result<()> {
         .instantiate(&name, &loaded, args.load.config.clone(), args.load.limits())
         .await?;
     let caps = provider.capabilities().clone();
+    let version = loaded.contract_version();
+    // The world it satisfies: 0.2.0 without the embeddings export is `chat-provider`.
+    let world = match (version, loaded.exports_embeddings()) {
+        (tamma_sandbox::ContractVersion::V0_2, false) => "chat-provider",
+        _ => "provider",
+    };
+    let world = format!("tamma:provider/{world}@{}", version.as_str());
     if args.load.json {
         let body = serde_json::json!({
             "provider": name,
-            "satisfies_world": "tamma:provider/provider@0.1.0",
+            "satisfies_world": world,
+            "contract_version": version.as_str(),
+            "embeddings": loaded.exports_embeddings(),
             "sha256": loaded.sha256,
             "size": loaded.size,
             "compile_cache": loaded.cache,
@@ -384,10 +402,7 @@ async fn inspect(args: InspectArgs) -> Result<()> {
         });
         println!("{body}");
     } else {
-        println!(
-            "{}: satisfies tamma:provider/provider@0.1.0",
-            args.component.display()
-        );
+        println!("{}: satisfies {world}", args.component.display());
         println!("  sha256:    {}", loaded.sha256);
         println!(
             "  size:      {} bytes (compile cache: {:?})",
@@ -404,11 +419,27 @@ async fn inspect(args: InspectArgs) -> Result<()> {
         for m in &caps.models {
             println!(
                 "  model:     {} ({}), context {}",
-                m.id, m.name, m.context_window
+                line(&m.id),
+                line(&m.name),
+                m.context_window
+            );
+        }
+        if loaded.exports_embeddings() {
+            println!(
+                "  embeddings: exported ({} models)",
+                caps.embedding_models.len()
+            );
+        } else {
+            println!("  embeddings: not exported");
+        }
+        for m in &caps.embedding_models {
+            println!(
+                "  embedding model: {} ({}), {} dimensions",
+                m.id, m.name, m.dimensions
             );
         }
         if !caps.features.is_empty() {
-            println!("  features:  {}", caps.features.join(", "));
+            println!("  features:  {}", line(&caps.features.join(", ")));
         }
     }
     provider.dispose(provider.limits().dispose_timeout()).await;

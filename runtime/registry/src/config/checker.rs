@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 
 use super::document::{Entry, Kind, Node};
 use super::problem::{join_path, Check, Problem};
-use super::provider::SecretRef;
+use super::provider::{SecretRef, SecretSpec};
 use super::redact::clean_serde;
 use crate::builtins::Builtins;
 use tamma_sandbox::egress::AllowedHost;
@@ -197,7 +197,7 @@ impl<'a> Checker<'a> {
     }
 
     /// Secret references. Values are never echoed.
-    pub fn secrets(&mut self, node: &Node, path: &[&str]) -> Option<BTreeMap<String, SecretRef>> {
+    pub fn secrets(&mut self, node: &Node, path: &[&str]) -> Option<BTreeMap<String, SecretSpec>> {
         let entries = self.table(node, path)?;
         let mut out = BTreeMap::new();
         let mut ok = true;
@@ -222,8 +222,9 @@ impl<'a> Checker<'a> {
         ok.then_some(out)
     }
 
-    /// One secret reference: a table of exactly one `env` or `file`.
-    fn secret_ref(&mut self, node: &Node, path: &[&str]) -> Option<SecretRef> {
+    /// One secret reference: a table of exactly one `env` or `file`, and
+    /// optionally `hosts`.
+    fn secret_ref(&mut self, node: &Node, path: &[&str]) -> Option<SecretSpec> {
         const HOW: &str = "give `{ env = \"VAR\" }` or `{ file = \"/path\" }`";
         let Some(entries) = node.entries() else {
             let msg = if node.as_str().is_some() {
@@ -234,7 +235,23 @@ impl<'a> Checker<'a> {
             self.push(path, Check::Secret, msg);
             return None;
         };
-        let [e] = entries else {
+        let mut hosts = None;
+        let mut sources = Vec::new();
+        for e in entries {
+            if e.key == "hosts" {
+                let mut p = path.to_vec();
+                p.push("hosts");
+                let list = self.allowed_hosts(&e.node, &p)?;
+                if list.is_empty() {
+                    self.push(&p, Check::Secret, "must name at least one host");
+                    return None;
+                }
+                hosts = Some(list);
+            } else {
+                sources.push(e);
+            }
+        }
+        let [e] = sources[..] else {
             self.push(
                 path,
                 Check::Secret,
@@ -242,6 +259,12 @@ impl<'a> Checker<'a> {
             );
             return None;
         };
+        let from = self.secret_source(e, path, HOW)?;
+        Some(SecretSpec { from, hosts })
+    }
+
+    /// The `env` or `file` entry of a secret reference.
+    fn secret_source(&mut self, e: &Entry, path: &[&str], how: &str) -> Option<SecretRef> {
         let mut p = path.to_vec();
         p.push(&e.key);
         let Some(v) = e.node.as_str() else {
@@ -273,7 +296,11 @@ impl<'a> Checker<'a> {
                 None
             }
             other => {
-                self.push(&p, Check::Secret, format!("unknown key `{other}`; {HOW}"));
+                self.push(
+                    &p,
+                    Check::Secret,
+                    format!("unknown key `{other}`; {how}, optionally with `hosts = [...]`"),
+                );
                 None
             }
         }

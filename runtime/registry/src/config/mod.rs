@@ -66,7 +66,8 @@ pub use load::Format;
 pub(crate) use problem::join_path;
 pub use problem::{Check, ConfigCheck, Problem};
 pub use provider::{
-    ComponentRef, PluginGrant, ProviderConfig, RegistryCredentials, SecretRef, BUILTIN_TYPES,
+    ComponentRef, PluginGrant, ProviderConfig, RegistryCredentials, SecretRef, SecretSpec,
+    BUILTIN_TYPES,
 };
 use server::ServerConfig;
 

@@ -32,9 +32,10 @@ pub struct ProviderConfig {
     #[serde(default)]
     pub config: BTreeMap<String, String>,
     /// Secrets the host substitutes into the provider's outbound requests
-    /// (`{{secret:NAME}}`), by reference only: `{ env = "VAR" }` or `{ file = "/path" }`.
+    /// (`{{secret:NAME}}`), by reference only: `{ env = "VAR" }` or `{ file = "/path" }`,
+    /// optionally with the hosts each may be sent to (`hosts = ["https://api.openai.com"]`).
     #[serde(default)]
-    pub secrets: BTreeMap<String, SecretRef>,
+    pub secrets: BTreeMap<String, SecretSpec>,
     /// Sandbox limits; fields left out keep their defaults.
     #[serde(default)]
     pub limits: Limits,
@@ -98,10 +99,10 @@ pub struct PluginGrant {
     /// Configuration values; they override the manifest's defaults key by key.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
-    /// Secrets, by reference (`{ env = "VAR" }` / `{ file = "/path" }`). A
-    /// plugin has none unless granted here.
+    /// Secrets, by reference (`{ env = "VAR" }` / `{ file = "/path" }`), optionally
+    /// with `hosts`. A plugin has none unless granted here.
     #[serde(default)]
-    pub secrets: BTreeMap<String, SecretRef>,
+    pub secrets: BTreeMap<String, SecretSpec>,
     /// Limits replacing the manifest's (which may only lower the defaults).
     #[serde(default)]
     pub limits: Option<Limits>,
@@ -136,6 +137,29 @@ pub enum SecretRef {
     /// A file (e.g. `/run/secrets/key`); one trailing newline is ignored.
     #[serde(rename = "file")]
     File(PathBuf),
+}
+
+/// One secret of a provider: where its value comes from and, optionally, the
+/// only hosts it may be sent to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SecretSpec {
+    /// Where the value comes from.
+    #[serde(flatten)]
+    pub from: SecretRef,
+    /// The hosts (allowed-host syntax) whose requests may carry it; a placeholder
+    /// in a request to any other host is refused before connecting. Left out: the
+    /// built-in `openai` / `anthropic` bind it to their `base_url`'s host, any
+    /// other component may send it to every host it is allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub hosts: Option<Vec<String>>,
+}
+
+impl SecretSpec {
+    /// A secret from `from`, not bound to hosts.
+    pub fn new(from: SecretRef) -> Self {
+        SecretSpec { from, hosts: None }
+    }
 }
 
 /// A provider's component, resolved.

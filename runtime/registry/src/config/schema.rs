@@ -44,4 +44,14 @@ mod tests {
         }
         assert!(text.contains("monitoring_period_ms"));
     }
+
+    #[test]
+    fn limits_carry_their_bounds_and_secrets_their_hosts() {
+        let text = Config::json_schema().to_string();
+        // Limits::timeout_ms and the egress timeouts: at most an hour.
+        assert!(text.contains("\"maximum\":3600000"), "{text}");
+        // max_log_bytes_per_call: 1 ..= 16 MiB.
+        assert!(text.contains("\"maximum\":16777216"), "{text}");
+        assert!(text.contains("\"hosts\""), "{text}");
+    }
 }

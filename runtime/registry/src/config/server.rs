@@ -57,6 +57,13 @@ pub struct ServerConfig {
     /// they are cut off, ms. Default 30 000. (The registry's own shutdown follows,
     /// bounded by `registry.lifecycle.shutdown_timeout_ms`.)
     pub shutdown_grace_ms: u64,
+    /// After SIGTERM/SIGINT and before the listener closes, how long the server
+    /// keeps accepting and serving while `/readyz` answers 503, ms, so that load
+    /// balancers and Kubernetes readiness probes see the drain instead of refused
+    /// connections. Default 0 (close at once); under Kubernetes give it the probe's
+    /// `periodSeconds × failureThreshold` or more. At most 600 000.
+    #[schemars(range(max = 600_000))]
+    pub shutdown_drain_ms: u64,
     /// Whether `/v1` needs a client key (`[server.auth]`).
     pub auth: AuthConfig,
     /// Client API keys and their policies (`[[server.keys]]`).
@@ -75,6 +82,7 @@ impl Default for ServerConfig {
             admin: AdminConfig::default(),
             routes: BTreeMap::new(),
             shutdown_grace_ms: 30_000,
+            shutdown_drain_ms: 0,
             auth: AuthConfig::default(),
             keys: Vec::new(),
             limits_store: None,
@@ -102,6 +110,10 @@ pub struct ServerLimits {
     /// Open connections at once; further connections wait in the listen backlog.
     /// Default 4 096.
     pub max_connections: u32,
+    /// How long the server's writes to a client may stay blocked (the client does
+    /// not read its response or stream), ms; past it the connection is closed and
+    /// its request's concurrency slot freed. Default 30 000.
+    pub write_stall_timeout_ms: u64,
 }
 
 impl Default for ServerLimits {
@@ -113,6 +125,7 @@ impl Default for ServerLimits {
             body_read_timeout_ms: 30_000,
             max_concurrent_requests: 512,
             max_connections: 4_096,
+            write_stall_timeout_ms: 30_000,
         }
     }
 }
@@ -334,6 +347,12 @@ impl ServerConfig {
         if self.shutdown_grace_ms == 0 {
             p.push("server.shutdown_grace_ms: must be at least 1".into());
         }
+        if self.shutdown_drain_ms > 600_000 {
+            p.push(format!(
+                "server.shutdown_drain_ms: must be at most 600000, got {}",
+                self.shutdown_drain_ms
+            ));
+        }
         let l = &self.limits;
         for (field, v) in [
             ("max_body_bytes", l.max_body_bytes),
@@ -342,6 +361,7 @@ impl ServerConfig {
             ("body_read_timeout_ms", l.body_read_timeout_ms),
             ("max_concurrent_requests", l.max_concurrent_requests as u64),
             ("max_connections", l.max_connections as u64),
+            ("write_stall_timeout_ms", l.write_stall_timeout_ms),
         ] {
             if v == 0 {
                 p.push(format!("server.limits.{field}: must be at least 1"));

@@ -397,7 +397,7 @@ fn check_plugin_grant(c: &mut Checker<'_>, name: &str, node: &Node) -> Option<Pl
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{test_builtins, Format};
+    use crate::config::{test_builtins, Format, SecretRef, SecretSpec};
 
     fn check(text: &str) -> ConfigCheck {
         Config::check_str(
@@ -459,6 +459,51 @@ api_key = "sk-not-shown"
         assert!(!shown.iter().any(|p| p.contains("sk-not-shown")));
         assert!(c.config.is_none(), "a bad [health] makes the file unusable");
         assert!(c.invalid_providers.contains("bot"));
+    }
+
+    #[test]
+    fn secrets_may_name_their_hosts() {
+        let c = check(
+            r#"
+[providers.bot]
+component = "openai"
+allowed_hosts = ["https://api.openai.com", "https://telemetry.example.com"]
+secrets = { api_key = { env = "OPENAI_API_KEY", hosts = ["https://api.openai.com"] }, org = { file = "org.txt" } }
+"#,
+        );
+        assert!(c.is_ok(), "{:?}", c.problems);
+        let cfg = c.config.unwrap();
+        let secrets = &cfg.providers["bot"].secrets;
+        assert_eq!(
+            secrets["api_key"],
+            SecretSpec {
+                from: SecretRef::Env("OPENAI_API_KEY".into()),
+                hosts: Some(vec!["https://api.openai.com".into()]),
+            }
+        );
+        assert_eq!(secrets["org"].hosts, None);
+
+        let c = check(
+            "[providers.bot]\ncomponent = \"echo\"\n[providers.bot.secrets]\n\
+             a = { env = \"A\", hosts = [] }\nb = { env = \"B\", hosts = [\"ftp://x\"] }\n\
+             c = { hosts = [\"https://x.example\"] }\n",
+        );
+        let shown: Vec<String> = c.problems.iter().map(|p| p.to_string()).collect();
+        let has = |s: &str| shown.iter().any(|p| p.starts_with(s));
+        assert!(
+            has("providers.bot.secrets.a.hosts (line 4): must name at least one host"),
+            "{shown:#?}"
+        );
+        assert!(
+            shown
+                .iter()
+                .any(|p| p.starts_with("providers.bot.secrets.b.hosts") && p.contains("ftp")),
+            "{shown:#?}"
+        );
+        assert!(
+            has("providers.bot.secrets.c (line 6): must have exactly one of `env` or `file`"),
+            "{shown:#?}"
+        );
     }
 
     #[test]

@@ -126,6 +126,14 @@ pub struct EnvProvider {
     pub default_base_url: &'static str,
 }
 
+/// The `base_url` a built-in type uses when its configuration sets none.
+pub(crate) fn builtin_default_base_url(builtin: &str) -> Option<&'static str> {
+    ENV_PROVIDERS
+        .iter()
+        .find(|p| p.name == builtin && p.builtin == builtin)
+        .map(|p| p.default_base_url)
+}
+
 /// The providers environment discovery registers.
 pub const ENV_PROVIDERS: &[EnvProvider] = &[
     EnvProvider {
@@ -215,7 +223,10 @@ fn claim(p: &EnvProvider, key: &str, base_url: Option<String>, location: String)
     };
     let mut secrets = BTreeMap::new();
     secrets.insert("api_key".to_string(), key.to_string());
-    let egress = match EgressPolicy::try_new(vec![host.clone()], secrets, EgressLimits::default()) {
+    let bound = [("api_key".to_string(), vec![host.clone()])].into();
+    let egress = match EgressPolicy::try_new(vec![host.clone()], secrets, EgressLimits::default())
+        .and_then(|e| e.with_secret_hosts(bound))
+    {
         Ok(e) => e,
         Err(e) => {
             // Messages name the secret, never its value.

@@ -16,7 +16,7 @@ use tamma_sandbox::sandbox::MAX_COMPONENT_BYTES;
 use tamma_sandbox::settings::ProviderSettings;
 
 use super::env::Environment;
-use super::{fingerprint, resolve_secrets, secrets_digest, Candidate, Claim};
+use super::{fingerprint, resolve_secrets, secret_hosts, secrets_digest, Candidate, Claim};
 
 /// Whether `path` is `prefix` or below it.
 fn under(path: &str, prefix: &str) -> bool {
@@ -135,7 +135,18 @@ fn claim(name: &str, pc: &ProviderConfig, cfg: &Config, env: &Environment) -> Cl
         Err(problems) => return invalid(problems),
     };
     let digest = secrets_digest(&secrets);
-    let egress = match EgressPolicy::try_new(pc.allowed_hosts.clone(), secrets, pc.egress.clone()) {
+    let builtin_base_url = match &source {
+        ComponentSource::Builtin(b) => pc
+            .config
+            .get("base_url")
+            .map(String::as_str)
+            .or_else(|| super::env::builtin_default_base_url(b)),
+        _ => None,
+    };
+    let bound = secret_hosts(&pc.secrets, builtin_base_url);
+    let egress = match EgressPolicy::try_new(pc.allowed_hosts.clone(), secrets, pc.egress.clone())
+        .and_then(|e| e.with_secret_hosts(bound.clone()))
+    {
         Ok(e) => e,
         Err(e) => {
             let at = join_path(&["providers", name]);
@@ -156,6 +167,7 @@ fn claim(name: &str, pc: &ProviderConfig, cfg: &Config, env: &Environment) -> Cl
         "hosts": pc.allowed_hosts,
         "egress": pc.egress,
         "secrets": digest,
+        "secret_hosts": bound,
     }));
     Claim::Ready(Box::new(Candidate {
         name: name.to_string(),

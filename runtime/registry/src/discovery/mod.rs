@@ -43,7 +43,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::{Check, Config, ConfigCheck, Problem, SecretRef};
+use crate::config::{Check, Config, ConfigCheck, Problem, SecretRef, SecretSpec};
 use crate::events::Event;
 use crate::registry::{ComponentSource, Origin, Registration, Registry};
 use tamma_sandbox::error::{Error, ErrorCode};
@@ -151,18 +151,18 @@ pub(crate) fn secrets_digest(secrets: &BTreeMap<String, String>) -> BTreeMap<Str
 
 /// Resolve secret references; problems name the reference, never a value.
 pub(crate) fn resolve_secrets(
-    refs: &BTreeMap<String, SecretRef>,
+    refs: &BTreeMap<String, SecretSpec>,
     env: &Environment,
     base_dir: &Path,
     path: &[&str],
 ) -> Result<BTreeMap<String, String>, Vec<Problem>> {
     let mut out = BTreeMap::new();
     let mut problems = Vec::new();
-    for (name, r) in refs {
+    for (name, spec) in refs {
         let mut p = path.to_vec();
         p.push(name);
         let at = crate::config::join_path(&p);
-        match r {
+        match &spec.from {
             SecretRef::Env(var) => match env.non_empty(var) {
                 Some(v) => {
                     out.insert(name.clone(), v);
@@ -208,6 +208,25 @@ pub(crate) fn resolve_secrets(
     } else {
         Err(problems)
     }
+}
+
+/// The hosts each secret is bound to: those configured and, when the component
+/// is a built-in with a `base_url` (`builtin_base_url`), that URL's origin for
+/// the secrets left unbound — a built-in only ever talks to its base URL.
+pub(crate) fn secret_hosts(
+    refs: &BTreeMap<String, SecretSpec>,
+    builtin_base_url: Option<&str>,
+) -> BTreeMap<String, Vec<String>> {
+    let default = builtin_base_url.and_then(|u| env::origin_of_url(u).ok());
+    refs.iter()
+        .filter_map(|(name, spec)| {
+            let hosts = spec
+                .hosts
+                .clone()
+                .or_else(|| default.clone().map(|d| vec![d]))?;
+            Some((name.clone(), hosts))
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -992,5 +1011,39 @@ fn scan_sources(
         problems,
         keep,
         good,
+    }
+}
+
+#[cfg(test)]
+mod secret_host_tests {
+    use super::*;
+
+    #[test]
+    fn built_ins_bind_unbound_secrets_to_their_base_url() {
+        let refs: BTreeMap<String, SecretSpec> = [
+            (
+                "api_key".to_string(),
+                SecretSpec::new(SecretRef::Env("OPENAI_API_KEY".into())),
+            ),
+            (
+                "org".to_string(),
+                SecretSpec {
+                    from: SecretRef::Env("ORG".into()),
+                    hosts: Some(vec!["https://org.example.com".into()]),
+                },
+            ),
+        ]
+        .into();
+        let base = env::builtin_default_base_url("openai");
+        assert_eq!(base, Some("https://api.openai.com/v1"));
+        let bound = secret_hosts(&refs, base);
+        assert_eq!(bound["api_key"], ["https://api.openai.com"]);
+        // Given hosts win over the default.
+        assert_eq!(bound["org"], ["https://org.example.com"]);
+        // A component that is not a built-in binds only what it was told to.
+        let bound = secret_hosts(&refs, None);
+        assert!(!bound.contains_key("api_key"));
+        assert_eq!(bound["org"], ["https://org.example.com"]);
+        assert_eq!(env::builtin_default_base_url("echo"), None);
     }
 }

@@ -34,7 +34,7 @@ use tamma_sandbox::settings::ProviderSettings;
 
 use super::env::Environment;
 use super::manifest::PluginManifest;
-use super::{fingerprint, resolve_secrets, secrets_digest, Candidate, Claim};
+use super::{fingerprint, resolve_secrets, secret_hosts, secrets_digest, Candidate, Claim};
 
 /// What the plugin directory holds.
 pub(crate) struct PluginScan {
@@ -196,7 +196,10 @@ fn plugin(dir: &Path, stem: &str, max_bytes: u64, grants: &Grants<'_>) -> Claim 
         Err(problems) => return invalid(problems),
     };
     let digest = secrets_digest(&secrets);
-    let egress = match EgressPolicy::try_new(hosts.clone(), secrets, EgressLimits::default()) {
+    let bound = secret_hosts(&grant.secrets, None);
+    let egress = match EgressPolicy::try_new(hosts.clone(), secrets, EgressLimits::default())
+        .and_then(|e| e.with_secret_hosts(bound.clone()))
+    {
         Ok(e) => e,
         Err(e) => {
             return invalid(
@@ -220,6 +223,7 @@ fn plugin(dir: &Path, stem: &str, max_bytes: u64, grants: &Grants<'_>) -> Claim 
         "limits": limits,
         "hosts": hosts,
         "secrets": digest,
+        "secret_hosts": bound,
     }));
     Claim::Ready(Box::new(Candidate {
         name: stem.to_string(),

@@ -74,6 +74,8 @@ pub struct ProviderMetadata {
     pub component_sha256: String,
     /// Size of its component, bytes.
     pub component_size: usize,
+    /// The `tamma:provider` version its component was built against.
+    pub contract_version: tamma_sandbox::ContractVersion,
     /// The built-in type, for built-in providers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub builtin: Option<String>,
@@ -243,7 +245,14 @@ impl Entry {
     fn refresh_models(&self) {
         self.models.refresh(self.id, &self.name, || {
             let s = self.state.load();
-            (!s.removed).then(|| s.capabilities.models.iter().map(|m| m.id.clone()).collect())
+            // Embedding models too: a bare model id routes `/v1/embeddings` as it
+            // routes chat.
+            (!s.removed).then(|| {
+                let caps = &s.capabilities;
+                let chat = caps.models.iter().map(|m| m.id.clone());
+                chat.chain(caps.embedding_models.iter().map(|m| m.id.clone()))
+                    .collect()
+            })
         });
     }
 

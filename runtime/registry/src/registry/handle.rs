@@ -20,7 +20,8 @@ use crate::health::HealthCheck;
 use tamma_sandbox::error::{Error, ErrorCode, Result};
 use tamma_sandbox::provider::{CompletionStream, ProviderInstance};
 use tamma_sandbox::types::{
-    Capabilities, CompletionRequest, CompletionResponse, ModelInfo, StreamChunk,
+    Capabilities, CompletionRequest, CompletionResponse, EmbeddingRequest, EmbeddingResponse,
+    ModelInfo, StreamChunk,
 };
 
 /// A handle to one registered provider. Calls through it are guarded by the
@@ -133,6 +134,25 @@ impl ProviderHandle {
             .call("complete", |inst| async move { inst.complete(req).await })
             .await?;
         self.record("complete", c.started, c.permit, Ok(()));
+        Ok(c.value)
+    }
+
+    /// Embed the request's inputs, with the same guarantees as `complete` (breaker,
+    /// statistics, swap retry; fuel, deadline and pool in the sandbox). A provider
+    /// that does not export embeddings answers `UNSUPPORTED` without a breaker
+    /// permit: asking it is the caller's mistake, not the provider's failure.
+    pub async fn embed(&self, req: &EmbeddingRequest) -> Result<EmbeddingResponse> {
+        if !self.ready_instance()?.capabilities().embeddings {
+            return Err(tamma_sandbox::error::Error::new(
+                ErrorCode::Unsupported,
+                "the provider does not export tamma:provider/embeddings (it serves chat only)",
+            )
+            .with_provider(self.name()));
+        }
+        let c = self
+            .call("embed", |inst| async move { inst.embed(req).await })
+            .await?;
+        self.record("embed", c.started, c.permit, Ok(()));
         Ok(c.value)
     }
 

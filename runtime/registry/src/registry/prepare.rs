@@ -105,6 +105,7 @@ fn metadata(
         version,
         component_sha256: component.sha256.clone(),
         component_size: component.size,
+        contract_version: component.contract_version(),
         builtin,
     }
 }

@@ -16,6 +16,8 @@ pub enum RefusalReason {
     UnknownSecret,
     /// The provider already has `max_concurrent_requests` in flight.
     Concurrency,
+    /// A header names a secret bound to other hosts than the request's.
+    SecretHost,
 }
 
 impl RefusalReason {
@@ -26,6 +28,7 @@ impl RefusalReason {
             RefusalReason::AddressProhibited => "address prohibited",
             RefusalReason::UnknownSecret => "unknown secret",
             RefusalReason::Concurrency => "concurrency limit",
+            RefusalReason::SecretHost => "secret bound to another host",
         }
     }
 }
@@ -46,6 +49,8 @@ pub struct EgressCounters {
     pub refused_unknown_secret: u64,
     /// Refused: concurrency limit reached.
     pub refused_concurrency: u64,
+    /// Refused: a secret bound to other hosts.
+    pub refused_secret_host: u64,
 }
 
 impl EgressCounters {
@@ -55,6 +60,7 @@ impl EgressCounters {
             + self.refused_address_prohibited
             + self.refused_unknown_secret
             + self.refused_concurrency
+            + self.refused_secret_host
     }
 }
 
@@ -68,6 +74,7 @@ pub(super) struct Counters {
     address_prohibited: AtomicU64,
     unknown_secret: AtomicU64,
     concurrency: AtomicU64,
+    secret_host: AtomicU64,
 }
 
 impl Counters {
@@ -88,6 +95,7 @@ impl Counters {
             RefusalReason::AddressProhibited => &self.address_prohibited,
             RefusalReason::UnknownSecret => &self.unknown_secret,
             RefusalReason::Concurrency => &self.concurrency,
+            RefusalReason::SecretHost => &self.secret_host,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -102,6 +110,7 @@ impl Counters {
             refused_address_prohibited: get(&self.address_prohibited),
             refused_unknown_secret: get(&self.unknown_secret),
             refused_concurrency: get(&self.concurrency),
+            refused_secret_host: get(&self.secret_host),
         }
     }
 }
@@ -122,6 +131,7 @@ mod tests {
             RefusalReason::AddressProhibited,
             RefusalReason::UnknownSecret,
             RefusalReason::Concurrency,
+            RefusalReason::SecretHost,
         ] {
             c.record_refused(reason);
         }
@@ -135,8 +145,9 @@ mod tests {
                 refused_address_prohibited: 2,
                 refused_unknown_secret: 1,
                 refused_concurrency: 1,
+                refused_secret_host: 1,
             }
         );
-        assert_eq!(s.refused(), 5);
+        assert_eq!(s.refused(), 6);
     }
 }

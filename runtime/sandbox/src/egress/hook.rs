@@ -18,7 +18,7 @@ use super::counters::RefusalReason;
 use super::policy::EgressPolicy;
 use super::request_body::DrainOnDrop;
 use super::response_body::LimitedBody;
-use super::secrets::substitute_secrets;
+use super::secrets::{redact_secrets, substitute_secrets, SecretError};
 use super::target::Target;
 use super::trace_context;
 use tracing::Instrument as _;
@@ -167,18 +167,22 @@ async fn send(
 
     // 3. Headers: secrets in, Host from the authority (never the guest's).
     for value in req.headers_mut().values_mut() {
-        match substitute_secrets(value, &inner.secrets) {
+        match substitute_secrets(value, &inner.secrets, &target) {
             Ok(Some(substituted)) => *value = substituted,
             Ok(None) => {}
             Err(e) => {
+                let reason = match e {
+                    SecretError::WrongHost(_) => RefusalReason::SecretHost,
+                    _ => RefusalReason::UnknownSecret,
+                };
                 return Err(refuse(
                     policy,
                     provider,
                     Some(&target),
-                    RefusalReason::UnknownSecret,
+                    reason,
                     &e.to_string(),
                     HttpError::HttpRequestDenied,
-                ))
+                ));
             }
         }
     }
@@ -251,7 +255,8 @@ async fn send(
     inner.counters.record_sent();
     tracing::debug!(target: "tamma::egress", provider, scheme = target.scheme.as_str(), host = %target.host, port = target.port, %ip, "outbound request");
 
-    let response = match tokio::time::timeout_at(first_byte_deadline, client.request(req)).await {
+    let mut response = match tokio::time::timeout_at(first_byte_deadline, client.request(req)).await
+    {
         Ok(Ok(response)) => response,
         Ok(Err(e)) => {
             inner.counters.record_failed();
@@ -270,6 +275,9 @@ async fn send(
             });
         }
     };
+
+    // An upstream that reflects request headers must not hand the guest a key.
+    redact_secrets(response.headers_mut(), &inner.secrets);
 
     let between_bytes = guest.between_bytes_timeout.map(|d| {
         // tokio panics on nothing here, but a zero would fail every frame; 1 ns
@@ -424,6 +432,56 @@ mod tests {
         }
         assert_eq!(server.connections(), 0);
         assert_eq!(policy.counters().refused_unknown_secret, 2);
+    }
+
+    #[tokio::test]
+    async fn a_secret_bound_to_one_host_is_refused_for_another() {
+        let server = start_server().await;
+        let policy = policy_for(server.port, EgressLimits::default())
+            .with_secret_hosts(
+                [(
+                    "api_key".to_string(),
+                    vec![format!("http://{NAME}:{}", server.port)],
+                )]
+                .into(),
+            )
+            .unwrap();
+        // Allowed host, but not the one the key is bound to: refused before connecting.
+        let req = get(&format!("http://127.0.0.1:{}/ok", server.port))
+            .header("x-exfil", "{{secret:api_key}}")
+            .body(empty())
+            .unwrap();
+        let err = send_via(&policy, req).await.unwrap_err();
+        assert!(matches!(err, HttpError::HttpRequestDenied), "{err}");
+        assert_eq!(server.connections(), 0);
+        assert_eq!(policy.counters().refused_secret_host, 1);
+        // Its own host still gets it.
+        let req = get(&format!("http://{NAME}:{}/ok", server.port))
+            .header("authorization", "Bearer {{secret:api_key}}")
+            .body(empty())
+            .unwrap();
+        assert_eq!(send_via(&policy, req).await.unwrap().status(), 200);
+        assert_eq!(server.requests()[0]["authorization"], "Bearer sk-test-123");
+    }
+
+    #[tokio::test]
+    async fn a_reflected_secret_reaches_the_guest_as_its_placeholder() {
+        let server = start_server().await;
+        let policy = policy_for(server.port, EgressLimits::default());
+        let req = get(&format!("http://{NAME}:{}/reflect", server.port))
+            .header("authorization", "Bearer {{secret:api_key}}")
+            .body(empty())
+            .unwrap();
+        let response = send_via(&policy, req).await.unwrap();
+        // The upstream did see (and echo) the real key ...
+        assert_eq!(server.requests()[0]["authorization"], "Bearer sk-test-123");
+        // ... the guest sees only the placeholder.
+        assert_eq!(
+            response.headers()["x-echo-authorization"],
+            "Bearer {{secret:api_key}}"
+        );
+        let all = format!("{:?}", response.headers());
+        assert!(!all.contains("sk-test-123"), "{all}");
     }
 
     #[tokio::test]

@@ -11,19 +11,24 @@ use serde::{Deserialize, Serialize};
 #[serde(default, deny_unknown_fields)]
 pub struct EgressLimits {
     /// TCP connect plus TLS handshake, milliseconds. Default 10 000.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = MAX_EGRESS_TIMEOUT_MS)))]
     pub connect_timeout_ms: u64,
     /// From sending the request to receiving the response headers (connecting
     /// included), milliseconds. Default 60 000.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = MAX_EGRESS_TIMEOUT_MS)))]
     pub first_byte_timeout_ms: u64,
     /// From sending the request to the end of the response body, milliseconds.
     /// Default 300 000.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = MAX_EGRESS_TIMEOUT_MS)))]
     pub total_timeout_ms: u64,
     /// Largest response body, bytes; past it the body stream fails with
     /// `HttpResponseBodySize`. Default 32 MiB.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = MAX_RESPONSE_BODY_BYTES)))]
     pub max_response_body_bytes: u64,
     /// Requests of this provider in flight at once (until each response body ends
     /// or is dropped); past it a request fails with `ConnectionLimitReached`.
     /// Default 16.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = MAX_CONCURRENT_REQUESTS)))]
     pub max_concurrent_requests: u32,
 }
 
@@ -31,6 +36,8 @@ pub struct EgressLimits {
 pub const MAX_CONCURRENT_REQUESTS: u32 = 4096;
 /// Largest accepted `max_response_body_bytes` (4 GiB).
 pub const MAX_RESPONSE_BODY_BYTES: u64 = 4 << 30;
+/// Longest accepted egress timeout (each of the three): one hour.
+pub const MAX_EGRESS_TIMEOUT_MS: u64 = 3_600_000;
 
 impl Default for EgressLimits {
     fn default() -> Self {
@@ -68,6 +75,17 @@ impl EgressLimits {
             "total_timeout_ms",
             "must be at least 1".into(),
         );
+        for (field, v) in [
+            ("connect_timeout_ms", self.connect_timeout_ms),
+            ("first_byte_timeout_ms", self.first_byte_timeout_ms),
+            ("total_timeout_ms", self.total_timeout_ms),
+        ] {
+            check(
+                v <= MAX_EGRESS_TIMEOUT_MS,
+                field,
+                format!("must be at most {MAX_EGRESS_TIMEOUT_MS}, got {v}"),
+            );
+        }
         // The first-byte timeout includes connecting, and the total includes both:
         // a larger inner timeout could never fire.
         check(
@@ -147,5 +165,14 @@ mod tests {
         assert_eq!(parsed.total_timeout_ms, 5);
         assert_eq!(parsed.connect_timeout_ms, 10_000);
         assert!(serde_json::from_str::<EgressLimits>(r#"{"nope": 1}"#).is_err());
+        let huge = EgressLimits {
+            connect_timeout_ms: u64::MAX,
+            first_byte_timeout_ms: u64::MAX,
+            total_timeout_ms: u64::MAX,
+            ..EgressLimits::default()
+        };
+        let problems = huge.validate();
+        assert_eq!(problems.len(), 3, "{problems:#?}");
+        assert!(problems[0].starts_with("connect_timeout_ms: must be at most 3600000"));
     }
 }

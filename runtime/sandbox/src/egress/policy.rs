@@ -115,6 +115,62 @@ impl EgressPolicy {
         ))
     }
 
+    /// The same policy with secrets bound to hosts: the secret `name` is then
+    /// substituted only in requests to one of its entries (allowed-host syntax);
+    /// a placeholder bound elsewhere is refused before connecting (counted as
+    /// `secret_host`). Secrets not named keep going to any allowed host. Fails
+    /// naming every unknown secret, empty list and malformed entry. Counters and
+    /// the concurrency budget start afresh: call this while building the policy.
+    pub fn with_secret_hosts(
+        self,
+        bindings: BTreeMap<String, Vec<String>>,
+    ) -> Result<Self, EgressConfigError> {
+        if bindings.is_empty() {
+            return Ok(self);
+        }
+        let inner = &self.inner;
+        let mut secrets = inner.secrets.clone();
+        let mut problems = Vec::new();
+        for (name, hosts) in bindings {
+            let Some(secret) = secrets.get_mut(&name) else {
+                problems.push(format!(
+                    "secret {name:?}: hosts given for a secret the provider does not have"
+                ));
+                continue;
+            };
+            if hosts.is_empty() {
+                problems.push(format!(
+                    "secret {name:?}: hosts must name at least one host"
+                ));
+                continue;
+            }
+            match parse_allowed_hosts(&hosts) {
+                Ok(rules) => *secret = secret.clone().bound_to(rules, hosts),
+                Err(e) => problems.extend(
+                    e.problems
+                        .into_iter()
+                        .map(|p| format!("secret {name:?}: hosts: {p}")),
+                ),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(EgressConfigError { problems });
+        }
+        Ok(EgressPolicy {
+            inner: Arc::new(PolicyInner {
+                allowed_hosts: inner.allowed_hosts.clone(),
+                rules: inner.rules.clone(),
+                secrets,
+                limits: inner.limits.clone(),
+                resolver: inner.resolver.clone(),
+                in_flight: Arc::new(Semaphore::new(
+                    inner.limits.max_concurrent_requests as usize,
+                )),
+                counters: Counters::default(),
+            }),
+        })
+    }
+
     /// The same policy resolving names with `resolver`. Counters and the
     /// concurrency budget start afresh: call this while building the policy.
     pub fn with_resolver(self, resolver: Arc<dyn Resolver>) -> Self {
@@ -169,6 +225,16 @@ impl EgressPolicy {
     /// Names of the secrets (never their values).
     pub fn secret_names(&self) -> Vec<&str> {
         self.inner.secrets.keys().map(String::as_str).collect()
+    }
+
+    /// The hosts each secret bound to hosts may be sent to (names and host
+    /// entries only, never values).
+    pub fn secret_hosts(&self) -> BTreeMap<&str, &[String]> {
+        self.inner
+            .secrets
+            .iter()
+            .filter_map(|(name, s)| Some((name.as_str(), s.hosts()?)))
+            .collect()
     }
 
     /// The limits.

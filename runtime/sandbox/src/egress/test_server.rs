@@ -69,6 +69,16 @@ async fn answer(
     requests: Arc<Mutex<Vec<http::HeaderMap>>>,
 ) -> Response<TestBody> {
     requests.lock().unwrap().push(req.headers().clone());
+    if req.uri().path() == "/reflect" {
+        // Like an upstream that echoes request headers back.
+        let mut response = Response::new(Full::new(Bytes::from_static(b"echo")).boxed_unsync());
+        for (name, value) in req.headers() {
+            if let Ok(echo) = http::HeaderName::try_from(format!("x-echo-{name}")) {
+                response.headers_mut().insert(echo, value.clone());
+            }
+        }
+        return response;
+    }
     let full = |b: &'static [u8]| Full::new(Bytes::from_static(b)).boxed_unsync();
     let body = match req.uri().path() {
         "/big" => Full::new(Bytes::from(vec![b'x'; 64 * 1024])).boxed_unsync(),

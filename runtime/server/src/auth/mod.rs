@@ -103,6 +103,8 @@ fn invalid_api_key(presented: bool) -> ApiError {
 fn endpoint_of(path: &str) -> &'static str {
     if path == "/v1/chat/completions" {
         "chat_completions"
+    } else if path == "/v1/messages" {
+        "messages"
     } else if path.starts_with("/v1/models") {
         "models"
     } else {

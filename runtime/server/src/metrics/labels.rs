@@ -50,7 +50,7 @@ impl EncodeLabelValue for Value {
 /// `tamma_http_requests_total` and `tamma_http_request_duration_seconds`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Request {
-    /// `chat_completions`, `models`.
+    /// `chat_completions`, `messages`, `models`.
     pub endpoint: &'static str,
     /// The provider that answered; empty when none was chosen.
     pub provider: Value,

@@ -323,6 +323,7 @@ impl Collector for ProviderCollector {
                 ("address_prohibited", c.refused_address_prohibited),
                 ("unknown_secret", c.refused_unknown_secret),
                 ("concurrency", c.refused_concurrency),
+                ("secret_host", c.refused_secret_host),
             ] {
                 refusals.push((provider_and(name, "reason", Value::fixed(reason)), v));
             }

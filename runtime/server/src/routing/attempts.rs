@@ -13,7 +13,28 @@ use crate::metrics::routes::Outcome;
 use crate::AppState;
 use tamma_registry::registry::ProviderHandle;
 use tamma_sandbox::error::{Error, ErrorCode};
-use tamma_sandbox::types::{CompletionRequest, ProviderErrorCode};
+use tamma_sandbox::types::{CompletionRequest, EmbeddingRequest, ProviderErrorCode};
+
+/// A request that can be routed: each target gets a copy naming its own model.
+pub(crate) trait ForModel: Clone {
+    fn for_model(&self, model: &str) -> Self;
+}
+
+impl ForModel for CompletionRequest {
+    fn for_model(&self, model: &str) -> Self {
+        let mut r = self.clone();
+        r.model = model.to_string();
+        r
+    }
+}
+
+impl ForModel for EmbeddingRequest {
+    fn for_model(&self, model: &str) -> Self {
+        let mut r = self.clone();
+        r.model = model.to_string();
+        r
+    }
+}
 
 fn context_too_long(e: &Error) -> bool {
     e.code == ErrorCode::ProviderError
@@ -26,21 +47,25 @@ fn context_too_long(e: &Error) -> bool {
 fn refused(e: &Error) -> bool {
     matches!(
         e.code,
-        ErrorCode::CircuitOpen | ErrorCode::NotFound | ErrorCode::ProviderStopped
+        ErrorCode::CircuitOpen
+            | ErrorCode::NotFound
+            | ErrorCode::ProviderStopped
+            | ErrorCode::Unsupported
     )
 }
 
 /// Try `plan`'s targets with `call` until one answers, a caller's mistake ends
 /// the request, or the targets run out.
-pub(super) async fn run<T, F, Fut>(
+pub(super) async fn run<R, T, F, Fut>(
     state: &AppState,
     plan: &Plan,
-    req: &CompletionRequest,
+    req: &R,
     mut waiting: ClientWaiting,
     mut call: F,
 ) -> (Served, Result<(Target, T), ApiError>)
 where
-    F: FnMut(ProviderHandle, CompletionRequest) -> Fut,
+    R: ForModel,
+    F: FnMut(ProviderHandle, R) -> Fut,
     Fut: Future<Output = Result<T, Error>>,
 {
     let began = Instant::now();
@@ -83,8 +108,7 @@ where
             served.attempts += 1;
             let result = match &handle {
                 Ok(h) => {
-                    let mut r = req.clone();
-                    r.model.clone_from(&t.model);
+                    let r = req.for_model(&t.model);
                     // One span per attempt (DEBUG: exported traces show each try).
                     let span = tracing::debug_span!(
                         "route_attempt",

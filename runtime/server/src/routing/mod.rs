@@ -45,7 +45,9 @@ use super::AppState;
 use crate::config::{RouteStrategy, ServerConfig};
 use tamma_registry::registry::{ProviderStream, Registry};
 use tamma_sandbox::error::{Error, ErrorCode};
-use tamma_sandbox::types::{CompletionRequest, CompletionResponse, StreamChunk};
+use tamma_sandbox::types::{
+    CompletionRequest, CompletionResponse, EmbeddingRequest, EmbeddingResponse, StreamChunk,
+};
 
 pub use table::{Route, RouteCache, RouteTable};
 
@@ -59,6 +61,17 @@ pub struct Target {
 }
 
 impl Target {
+    /// The `<provider>/<model>` an answer is labelled with: the model the provider
+    /// says it used, else the one it was asked for.
+    pub fn served_model(&self, answered: &str) -> String {
+        let model = if answered.is_empty() {
+            &self.model
+        } else {
+            answered
+        };
+        format!("{}/{model}", self.provider)
+    }
+
     /// `<provider>/<model>`, both parts non-empty.
     pub fn parse(s: &str) -> Option<Target> {
         let (p, m) = s.split_once('/')?;
@@ -208,6 +221,8 @@ pub fn falls_through(e: &Error) -> bool {
                 | ErrorCode::Overloaded
                 | ErrorCode::ProviderStopped
                 | ErrorCode::NotFound
+                // A route may mix chat-only and embedding providers.
+                | ErrorCode::Unsupported
         )
 }
 
@@ -285,6 +300,22 @@ pub async fn complete(
     detached(move |waiting| async move {
         attempts::run(&state, &plan, &req, waiting, |h, r| async move {
             h.complete(&r).await
+        })
+        .await
+    })
+    .await
+}
+
+/// Embeddings, with retries and fallback as for a whole completion.
+pub async fn embed(
+    state: &AppState,
+    plan: &Plan,
+    req: &EmbeddingRequest,
+) -> (Served, Result<(Target, EmbeddingResponse), ApiError>) {
+    let (state, plan, req) = (state.clone(), plan.clone(), req.clone());
+    detached(move |waiting| async move {
+        attempts::run(&state, &plan, &req, waiting, |h, r| async move {
+            h.embed(&r).await
         })
         .await
     })

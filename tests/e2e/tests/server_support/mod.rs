@@ -2,15 +2,19 @@
 //! real components, and small helpers around the test HTTP client.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use tamma_e2e::{builtins, guest, sandbox};
+use tamma_mock_upstream::MockUpstream;
 use tamma_registry::circuit_breaker::CircuitBreakerConfig;
 use tamma_registry::{
     ComponentSource, Limits, ProviderSettings, Registration, Registry, RegistryConfig,
 };
+use tamma_sandbox::egress::EgressPolicy;
+use tamma_server::config::ClientKey;
 use tamma_server::{RunningServer, ServeOptions, Server, ServerConfig};
 use tamma_test_support::client::{self, Response};
 
@@ -33,6 +37,50 @@ pub fn registry(failures: u32) -> Registry {
         ..RegistryConfig::default()
     };
     Registry::with_builtins(sandbox(), config, builtins()).expect("registry")
+}
+
+/// The key the `openai` provider presents to the mock upstream.
+pub const UPSTREAM_KEY: &str = "sk-upstream-test-4b5a";
+
+/// The `openai` guest against `mock`, offering `models` (comma-separated).
+pub fn openai_on(mock: &MockUpstream, models: &str) -> Registration {
+    Registration::new(ComponentSource::File(guest("openai"))).with_settings(ProviderSettings {
+        config: vec![
+            ("base_url".into(), mock.base_url()),
+            ("models".into(), models.into()),
+        ],
+        limits: Limits::default(),
+        egress: EgressPolicy::new(
+            vec![mock.url()],
+            BTreeMap::from([("api_key".to_string(), UPSTREAM_KEY.to_string())]),
+        ),
+    })
+}
+
+/// A config with the route `resilient`: `openai/gpt-mock`, falling back to
+/// `echo/echo-1`.
+pub fn resilient_route() -> ServerConfig {
+    ServerConfig {
+        routes: BTreeMap::from([(
+            "resilient".to_string(),
+            RouteConfig::ordered(["openai/gpt-mock", "echo/echo-1"]),
+        )]),
+        ..ServerConfig::default()
+    }
+}
+
+/// A client key `name` with this value and no limits.
+pub fn key(name: &str, value: &str) -> ClientKey {
+    ClientKey {
+        name: name.into(),
+        key: Some(SecretRef::Value(value.into())),
+        sha256: None,
+        models: None,
+        rpm: None,
+        tpm: None,
+        max_concurrent: None,
+        budget: None,
+    }
 }
 
 pub fn echo() -> Registration {
@@ -194,4 +242,50 @@ pub async fn wait_in_flight(s: &RunningServer, n: u64) {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// The Python of the test venv (`make test` installs the pinned clients into
+/// `target/py-test-venv`), when it can import `module`. Without it, `None` —
+/// except in CI, where the client must be there: never skip there.
+pub fn python_with(module: &str) -> Option<String> {
+    let venv = tamma_e2e::workspace_root().join("target/py-test-venv/bin/python");
+    let python = if venv.exists() {
+        venv.display().to_string()
+    } else {
+        "python3".to_string()
+    };
+    let have = std::process::Command::new(&python)
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if have {
+        return Some(python);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "the `{module}` Python package is missing"
+    );
+    eprintln!("skipped: the `{module}` Python package is not installed (make test installs it)");
+    None
+}
+
+/// Run a Python `script` with `args`; its stdout is one JSON value.
+pub async fn run_python(python: String, script: &'static str, args: Vec<String>) -> Value {
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(&python)
+            .arg("-c")
+            .arg(script)
+            .args(&args)
+            .output()
+            .expect("python runs")
+    })
+    .await
+    .expect("the python task");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the script prints JSON")
 }
