@@ -89,13 +89,16 @@ $(PY_TEST_TOOLS): tests/requirements.txt
 	@touch $@
 
 # The limits store's tests run a real redis-server, and the OCI tests a real
-# registry (docker-registry: CNCF distribution 2.8), both Debian packages,
+# registry (docker-registry: CNCF distribution 2.8; htpasswd from apache2-utils
+# writes the bcrypt login of the credentials test), all Debian packages,
 # started by the tests themselves on free loopback ports.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 test-services:
 	@command -v redis-server >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server; }
 	@command -v docker-registry >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends docker-registry; }
+	@command -v htpasswd >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends apache2-utils; }
 
 # promtool (Debian's `prometheus` package) checks /metrics and the alert rules
 # in deploy/ (runtime/cli/tests/serve_ops.rs); minisign signs the components of

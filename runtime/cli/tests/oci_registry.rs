@@ -3,6 +3,8 @@
 //! registers it by digest and answers; a wrong digest is refused; a registry
 //! that went away keeps the last good version on reload; signatures with
 //! `[trust] require_signature = true` (signed by `minisign`, Debian's package).
+//! A registry behind a login (htpasswd, bcrypt) pulls with `registry_credentials`;
+//! wrong credentials are a clear error that never shows the password.
 
 // Integration tests: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
@@ -19,15 +21,7 @@ use tamma_test_support::client;
 use tamma_test_support::oci_registry::OciRegistry;
 
 fn tamma(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tamma"))
-        .args(args)
-        .output()
-        .expect("tamma runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    tamma_env(args, &[])
 }
 
 /// `tamma push FILE oci://…:TAG`; the pinned reference it prints.
@@ -247,4 +241,161 @@ async fn with_require_signature_only_a_correctly_signed_component_registers() {
         }
         s.stop();
     }
+}
+
+/// `tamma` with extra environment variables.
+fn tamma_env(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tamma"))
+        .args(args)
+        .envs(envs.iter().copied())
+        .output()
+        .expect("tamma runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_with_a_login_pulls_with_credentials_and_never_shows_the_password() {
+    const PASSWORD: &str = "Fleet-pw-7c1e90ab";
+    const WRONG: &str = "Wrong-pw-44d2e1f0";
+    let registry = OciRegistry::start_with_login("fleet", PASSWORD);
+    let dir = tempfile::tempdir().unwrap();
+    let reference = format!("oci://{}/tamma/echo:locked", registry.host());
+    let echo = guest("echo");
+    let file = echo.to_str().unwrap();
+    let push_args = [
+        "push",
+        file,
+        &reference,
+        "--username",
+        "fleet",
+        "--password-env",
+        "REGISTRY_PW",
+    ];
+
+    // Anonymous and wrong pushes are refused, clearly, without the password.
+    let (code, _, err) = tamma(&["push", file, &reference]);
+    assert_ne!(code, 0, "an anonymous push must fail: {err}");
+    assert!(err.contains("refused the credentials"), "{err}");
+    let (code, _, err) = tamma_env(&push_args, &[("REGISTRY_PW", WRONG)]);
+    assert_ne!(code, 0, "a wrong password must fail: {err}");
+    assert!(err.contains("refused the credentials"), "{err}");
+    assert!(!err.contains(WRONG), "the password leaked: {err}");
+
+    let (code, out, err) = tamma_env(&push_args, &[("REGISTRY_PW", PASSWORD)]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains(PASSWORD) && !err.contains(PASSWORD));
+    let pinned = out.trim().to_string();
+    assert!(
+        pinned.starts_with(&format!("{reference}@sha256:")),
+        "{pinned}"
+    );
+
+    // `tamma serve` pulls with `registry_credentials = { …, password = { env } }`.
+    let creds =
+        "registry_credentials = { username = \"fleet\", password = { env = \"REGISTRY_PW\" } }\n";
+    let file = dir.path().join("tamma.toml");
+    let toml = format!(
+        "[providers.pulled]\ncomponent = \"{pinned}\"\n{creds}\n[discovery]\nenvironment = false\nauto_refresh_ms = 50\n"
+    );
+    std::fs::write(&file, &toml).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let mut s = Served::with_config(
+        &file,
+        &[
+            ("TAMMA_CACHE_DIR", cache.path().to_str().unwrap()),
+            ("REGISTRY_PW", PASSWORD),
+        ],
+    );
+    s.wait_ready().await;
+    let (status, body) = answer(&s, "behind a login").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("behind a login"), "{body}");
+    s.stop();
+    let lines = s.stderr().join("\n");
+    assert!(!lines.contains(PASSWORD), "the password leaked: {lines}");
+
+    // Wrong credentials (and an empty cache): a clear error, no password.
+    let cache = tempfile::tempdir().unwrap();
+    let mut s = Served::with_config(
+        &file,
+        &[
+            ("TAMMA_CACHE_DIR", cache.path().to_str().unwrap()),
+            ("REGISTRY_PW", WRONG),
+        ],
+    );
+    until("refused the credentials", &s, |lines| {
+        lines.iter().any(|l| l.contains("refused the credentials"))
+    })
+    .await;
+    let (status, body) = answer(&s, "locked out").await;
+    assert_ne!(status, 200, "nothing may load: {body}");
+    assert!(!body.contains(WRONG), "{body}");
+    s.stop();
+    let lines = s.stderr().join("\n");
+    assert!(!lines.contains(WRONG), "the password leaked: {lines}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_registers_an_oci_reference_and_refuses_a_path() {
+    let registry = OciRegistry::start();
+    let pinned = push(
+        &guest("echo"),
+        &format!("oci://{}/tamma/echo:admin", registry.host()),
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let s = Served::start(
+        &["--listen", "127.0.0.1:0", "--dev-admin-without-auth"],
+        &[("TAMMA_CACHE_DIR", cache.path().to_str().unwrap())],
+    );
+    s.wait_ready().await;
+
+    let r = client::post_json(
+        s.addr,
+        "/admin/v1/providers",
+        &json!({ "name": "remote", "component": pinned }),
+    )
+    .await
+    .unwrap();
+    assert!(r.status / 100 == 2, "{} {}", r.status, r.text());
+    let r = client::post_json(
+        s.addr,
+        "/v1/chat/completions",
+        &chat("remote/echo", "via admin"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("via admin"), "{}", r.text());
+
+    // A file path would let an admin token load any file the server can read.
+    let r = client::post_json(
+        s.addr,
+        "/admin/v1/providers",
+        &json!({ "name": "local", "component": guest("echo").to_str().unwrap() }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("only oci://"), "{}", r.text());
+    // A malformed reference is a 400 naming the field, and nothing is lost.
+    let r = client::post_json(
+        s.addr,
+        "/admin/v1/providers",
+        &json!({ "name": "remote", "component": "oci://" }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 400, "{}", r.text());
+    let r = client::post_json(
+        s.addr,
+        "/v1/chat/completions",
+        &chat("remote/echo", "still"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
 }
