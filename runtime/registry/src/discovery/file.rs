@@ -200,8 +200,11 @@ fn oci_source(
     let credentials = match &pc.registry_credentials {
         None => None,
         Some(rc) => {
-            let refs =
-                std::collections::BTreeMap::from([("password".to_string(), rc.password.clone())]);
+            let spec = crate::config::SecretSpec {
+                from: rc.password.clone(),
+                hosts: None,
+            };
+            let refs = std::collections::BTreeMap::from([("password".to_string(), spec)]);
             let mut resolved = resolve_secrets(
                 &refs,
                 env,
