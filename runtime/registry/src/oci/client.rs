@@ -53,7 +53,12 @@ pub(super) fn pull_error(reference: &OciReference, what: &str, e: OciDistributio
             not_found(reference, what)
         }
         E::ServerError { code: 404, .. } => not_found(reference, what),
-        E::AuthenticationFailure(_) | E::UnauthorizedError { .. } => Error::new(
+        // An anonymous push comes back as a bare 401 `ServerError`: the same answer.
+        E::AuthenticationFailure(_)
+        | E::UnauthorizedError { .. }
+        | E::ServerError {
+            code: 401 | 403, ..
+        } => Error::new(
             ErrorCode::Internal,
             format!(
                 "{reference}: {what}: the registry refused the credentials (or none were given)"
