@@ -88,17 +88,26 @@ $(PY_TEST_TOOLS): tests/requirements.txt
 	$(PY_TEST_VENV)/bin/pip install --quiet --disable-pip-version-check -r $<
 	@touch $@
 
-# The limits store's tests run a real redis-server (Debian package), started by
-# the tests themselves on a free loopback port.
+# The limits store's tests run a real redis-server, and the OCI tests a real
+# registry (docker-registry: CNCF distribution 2.8; htpasswd from apache2-utils
+# writes the bcrypt login of the credentials test), all Debian packages,
+# started by the tests themselves on free loopback ports.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 test-services:
 	@command -v redis-server >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server; }
+	@command -v docker-registry >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends docker-registry; }
+	@command -v htpasswd >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends apache2-utils; }
 
 # promtool (Debian's `prometheus` package) checks /metrics and the alert rules
-# in deploy/ (runtime/cli/tests/serve_ops.rs).
+# in deploy/ (runtime/cli/tests/serve_ops.rs); minisign signs the components of
+# the signature tests (runtime/cli/tests/oci_registry.rs).
 test-tools:
 	@command -v promtool >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus; }
+	@command -v minisign >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends minisign; }
 
 test: guests $(PY_TEST_TOOLS) test-services test-tools
 	$(CARGO) test

@@ -96,7 +96,10 @@ extern crate self as tamma_guest_sdk;
 #[allow(missing_docs)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit",
+        // `guest-sdk/wit` is a symlink to the repository's `wit/`: `cargo
+        // package` copies what it points at, so the packaged crate carries the
+        // WIT it was built from (a path is relative to this crate's manifest).
+        path: "wit",
         world: "tamma:provider/provider",
         generate_all,
         pub_export_macro: true,

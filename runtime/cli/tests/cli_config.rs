@@ -34,6 +34,7 @@ fn schema_prints_the_json_schema_of_the_file() {
         "lifecycle",
         "discovery",
         "server",
+        "trust",
     ] {
         assert!(schema["properties"][section].is_object(), "{section}");
     }
@@ -46,6 +47,8 @@ fn schema_prints_the_json_schema_of_the_file() {
         "recovery_timeout_ms",
         "env",
         "file",
+        "registry_credentials",
+        "require_signature",
     ] {
         assert!(text.contains(&format!("\"{key}\"")), "{key}");
     }

@@ -18,6 +18,8 @@
 //! | [`config`] | the configuration file: model, loading, validation, JSON Schema |
 //! | [`server_config`] | the `[server]` section of the configuration file |
 //! | [`discovery`] | providers from the config file, plugin directory and environment; hot reload |
+//! | [`oci`] | components pulled from (and pushed to) an OCI registry, pinned by digest, cached beside the compile cache |
+//! | [`trust`] | minisign signatures over component bytes, checked against `[trust] keys` |
 
 pub mod builtins;
 pub mod circuit_breaker;
@@ -25,9 +27,11 @@ pub mod config;
 pub mod discovery;
 pub mod events;
 pub mod health;
+pub mod oci;
 pub mod registry;
 pub mod registry_config;
 pub mod stats;
+pub mod trust;
 
 /// The `[server]` section, by the path `tamma_server::config` re-exports.
 pub use config::server as server_config;

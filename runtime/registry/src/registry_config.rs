@@ -90,6 +90,8 @@ pub struct RegistryConfig {
     pub circuit_breaker: CircuitBreakerConfig,
     /// Lifecycle deadlines.
     pub lifecycle: LifecycleConfig,
+    /// Signatures components must carry (`[trust]`).
+    pub trust: crate::trust::TrustConfig,
 }
 
 impl RegistryConfig {
@@ -131,6 +133,7 @@ impl RegistryConfig {
                 p.push(format!("lifecycle.{name}: must be at least 1"));
             }
         }
+        p.extend(self.trust.validate());
         p
     }
 }

@@ -12,7 +12,9 @@
 //! | `POST /admin/v1/providers/{name}/health-check` | admin | run a health check now |
 //! | `GET /admin/v1/events` | read | SSE stream of registry events |
 //!
-//! Registration body (JSON; the component as base64, or a built-in type):
+//! Registration body (JSON; the component as base64, a built-in type, or an
+//! `oci://` reference; or the raw component with `Content-Type: application/wasm`
+//! and the metadata in the query or a header — see `admin_upload`):
 //!
 //! ```json
 //! { "name": "my-provider",
@@ -35,7 +37,6 @@
 //! Without tokens the admin API answers 404, unless the server was started with
 //! `--dev-admin-without-auth` (loopback listen addresses only).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -46,22 +47,17 @@ use axum::response::sse::KeepAlive;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use base64::Engine as _;
-use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tracing::Instrument as _;
 
+use super::admin_upload::{parse_upload, registration};
 use super::api_error::ApiError;
 use super::config::AdminRole;
 use super::openai_api::json_response;
-use super::{read_body, sse, AppState};
+use super::{sse, AppState};
 use tamma_registry::events::Received;
-use tamma_registry::registry::{ComponentSource, Origin, Registration};
-use tamma_sandbox::egress::EgressPolicy;
-use tamma_sandbox::limits::Limits;
-use tamma_sandbox::settings::ProviderSettings;
 
 /// A configured token, resolved: only its digest is kept.
 #[derive(Clone)]
@@ -215,90 +211,6 @@ async fn one(State(state): State<AppState>, Path(name): Path<String>) -> Respons
         Ok(s) => json_response(StatusCode::OK, &json!(s)),
         Err(e) => ApiError::from(&e).into_response(),
     }
-}
-
-/// The registration body.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Upload {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    component_base64: Option<String>,
-    #[serde(default)]
-    builtin: Option<String>,
-    #[serde(default)]
-    version: Option<String>,
-    #[serde(default)]
-    config: BTreeMap<String, String>,
-    #[serde(default)]
-    limits: Option<Limits>,
-    #[serde(default)]
-    allowed_hosts: Vec<String>,
-    #[serde(default)]
-    secrets: BTreeMap<String, String>,
-    /// The hosts each secret may be sent to (`{"api_key": ["https://api.x.com"]}`);
-    /// a built-in's secrets default to its `base_url`'s host, as in the file.
-    #[serde(default)]
-    secret_hosts: BTreeMap<String, Vec<String>>,
-    #[serde(default)]
-    egress_limits: Option<tamma_sandbox::egress::EgressLimits>,
-}
-
-async fn parse_upload(state: &AppState, req: Request<Body>) -> Result<Upload, ApiError> {
-    let body = read_body(
-        state,
-        req.into_body(),
-        state.config.load().limits.max_upload_bytes,
-    )
-    .await?;
-    serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("invalid registration: {e}")))
-}
-
-fn registration(u: Upload) -> Result<Registration, ApiError> {
-    let bound = tamma_registry::discovery::admin_secret_hosts(
-        u.secrets.keys(),
-        &u.secret_hosts,
-        u.builtin.as_deref(),
-        &u.config,
-    );
-    let source = match (u.component_base64, u.builtin) {
-        (Some(b64), None) => {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(b64.trim())
-                .map_err(|e| {
-                    ApiError::bad_request(format!("component_base64 is not base64: {e}"))
-                        .param("component_base64")
-                })?;
-            ComponentSource::Bytes(bytes.into())
-        }
-        (None, Some(b)) => ComponentSource::Builtin(b),
-        _ => {
-            return Err(ApiError::bad_request(
-                "give exactly one of component_base64 and builtin",
-            ))
-        }
-    };
-    let egress = EgressPolicy::try_new(
-        u.allowed_hosts,
-        u.secrets,
-        u.egress_limits.unwrap_or_default(),
-    )
-    .and_then(|e| e.with_secret_hosts(bound))
-    .map_err(|e| {
-        ApiError::bad_request(format!("invalid egress policy: {e}")).param("allowed_hosts")
-    })?;
-    let settings = ProviderSettings {
-        config: u.config.into_iter().collect(),
-        limits: u.limits.unwrap_or_default(),
-        egress,
-    };
-    let mut r = Registration::new(source)
-        .with_settings(settings)
-        .with_origin(Origin::Api);
-    r.version = u.version;
-    Ok(r)
 }
 
 async fn register(State(state): State<AppState>, req: Request<Body>) -> Response {

@@ -13,6 +13,7 @@
 //! | [`client_limits`] | per-key rpm, tpm, concurrency and budgets; local or Redis counters |
 //! | [`access_log`] | one access-log line per `/v1` request |
 //! | [`admin`] | `/admin/v1`: providers, registration, lifecycle, events; bearer auth |
+//! | [`admin_upload`] | the registration body: JSON (base64, built-in, `oci://` reference) or the raw component with its metadata in the query / a header |
 //! | [`probes`] | `/healthz`, `/readyz`, `/metrics` |
 //! | [`metrics`] | metric families (`genai`: time to first token by model), collectors and the Prometheus text |
 //! | [`live_config`] | the `[server]` section swapped whole when the file changes |
@@ -35,6 +36,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod admin_upload;
 pub mod anthropic_api;
 pub mod api_error;
 pub mod auth;

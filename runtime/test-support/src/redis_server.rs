@@ -3,21 +3,15 @@
 //! test what happens when Redis goes away). `make test` installs the Debian
 //! package `redis-server` when it is missing.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+
+use crate::local_server::{free_port, kill, loopback, wait_until_listening};
 
 /// A running `redis-server` with no persistence.
 pub struct RedisServer {
     child: Option<Child>,
     port: u16,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }
 
 impl RedisServer {
@@ -45,17 +39,13 @@ impl RedisServer {
             child: Some(child),
             port,
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(s.addr()).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until_listening(port, "redis-server");
         s
     }
 
     /// Its address.
     pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
+        loopback(self.port)
     }
 
     /// `redis://127.0.0.1:PORT/0`
@@ -65,10 +55,7 @@ impl RedisServer {
 
     /// Stop it now (SIGKILL: Redis gone without a goodbye).
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill(&mut self.child);
     }
 }
 

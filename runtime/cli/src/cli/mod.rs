@@ -2,7 +2,10 @@
 //!
 //! `tamma run` loads one component into the sandbox and asks it for a completion;
 //! `tamma inspect` reports whether a component satisfies the provider world and
-//! what it offers. Failures print the structured error (code and message, or JSON
+//! what it offers; `tamma push` publishes a component to an OCI registry
+//! (`push.rs`); `tamma new` writes a provider project (`new_project.rs`, templates
+//! in `runtime/cli/templates/`); `run_egress.rs` holds `tamma run`'s
+//! `--allow-host` / `--secret`. Failures print the structured error (code and message, or JSON
 //! with `--json`) and exit non-zero: 1 for a runtime error, 2 for bad usage.
 
 use std::io::Write;
@@ -18,6 +21,9 @@ use tamma_sandbox::types::CompletionRequest;
 use tamma_sandbox::{LoadedComponent, Sandbox};
 
 pub mod config_cmds;
+pub mod new_project;
+pub mod push;
+pub mod run_egress;
 pub mod serve;
 pub mod terminal_text;
 
@@ -44,6 +50,10 @@ pub enum Command {
     Schema(config_cmds::SchemaArgs),
     /// Check a configuration file; exits non-zero on problems.
     Validate(config_cmds::ValidateArgs),
+    /// Publish a component to an OCI registry; prints the digest-pinned reference.
+    Push(push::PushArgs),
+    /// Create a provider project (Rust) that builds with one command.
+    New(new_project::NewArgs),
 }
 
 /// Options shared by commands that load a component.
@@ -92,6 +102,8 @@ pub struct RunArgs {
     /// Stream the answer, printing deltas as they arrive.
     #[arg(long)]
     pub stream: bool,
+    #[command(flatten)]
+    pub egress: run_egress::EgressArgs,
     #[command(flatten)]
     pub load: LoadArgs,
 }
@@ -214,6 +226,8 @@ pub async fn main(cli: Cli) -> i32 {
         Command::Inspect(a) => a.load.json,
         Command::Serve(_) | Command::Schema(_) => false,
         Command::Validate(a) => a.json,
+        Command::Push(a) => a.json,
+        Command::New(_) => false,
     };
     let result = match cli.command {
         Command::Run(args) => run(args).await,
@@ -221,6 +235,8 @@ pub async fn main(cli: Cli) -> i32 {
         Command::Serve(args) => serve::serve(args).await,
         Command::Schema(args) => config_cmds::schema(args),
         Command::Validate(args) => config_cmds::validate(args),
+        Command::Push(args) => push::run(args).await,
+        Command::New(args) => new_project::run(args),
     };
     match result {
         Ok(()) => 0,
@@ -278,16 +294,28 @@ async fn run(args: RunArgs) -> Result<()> {
     let loaded = load_with_progress(&sandbox, &args.component)
         .await
         .map_err(|e| e.with_provider(&name))?;
-    let provider = sandbox
-        .instantiate(&name, &loaded, args.load.config.clone(), args.load.limits())
-        .await?;
+    let settings = tamma_sandbox::ProviderSettings {
+        egress: args.egress.policy()?,
+        ..tamma_sandbox::ProviderSettings::new(args.load.config.clone(), args.load.limits())
+    };
+    let provider = sandbox.instantiate_with(&name, &loaded, settings).await?;
+    let answered = answer(&args, &provider, &name).await;
+    provider.dispose(provider.limits().dispose_timeout()).await;
+    answered.map_err(|e| args.egress.explain(&provider, e))
+}
+
+async fn answer(
+    args: &RunArgs,
+    provider: &tamma_sandbox::ProviderInstance,
+    name: &str,
+) -> Result<()> {
     let default_model = provider
         .capabilities()
         .models
         .first()
         .map(|m| m.id.clone())
         .unwrap_or_default();
-    let req = build_request(&args, &default_model)?;
+    let req = build_request(args, &default_model)?;
     let json = args.load.json;
     if args.stream {
         let mut stream = provider.stream(&req).await?;
@@ -337,7 +365,6 @@ async fn run(args: RunArgs) -> Result<()> {
             );
         }
     }
-    provider.dispose(provider.limits().dispose_timeout()).await;
     Ok(())
 }
 

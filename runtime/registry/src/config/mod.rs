@@ -66,7 +66,8 @@ pub use load::Format;
 pub(crate) use problem::join_path;
 pub use problem::{Check, ConfigCheck, Problem};
 pub use provider::{
-    ComponentRef, PluginGrant, ProviderConfig, SecretRef, SecretSpec, BUILTIN_TYPES,
+    ComponentRef, PluginGrant, ProviderConfig, RegistryCredentials, SecretRef, SecretSpec,
+    BUILTIN_TYPES,
 };
 use server::ServerConfig;
 
@@ -90,6 +91,8 @@ pub struct Config {
     pub discovery: DiscoveryConfig,
     /// `tamma serve`: the gateway and admin API.
     pub server: ServerConfig,
+    /// Which signatures components must carry (the registry's).
+    pub trust: crate::trust::TrustConfig,
     /// Directory relative paths are resolved against (the file's own directory).
     #[serde(skip)]
     #[schemars(skip)]
@@ -103,6 +106,7 @@ impl Config {
             health: self.health.clone(),
             circuit_breaker: self.circuit_breaker.clone(),
             lifecycle: self.lifecycle.clone(),
+            trust: self.trust.clone(),
         }
     }
 

@@ -17,8 +17,11 @@ pub const BUILTIN_TYPES: &[&str] = &["echo", "openai", "anthropic"];
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
-    /// A built-in provider type (`echo`, `openai`, `anthropic`) or the path of a
-    /// `.wasm` component (relative paths are resolved against the file's directory).
+    /// A built-in provider type (`echo`, `openai`, `anthropic`), the path of a
+    /// `.wasm` component (relative paths are resolved against the file's
+    /// directory), or a registry reference
+    /// `oci://HOST[:PORT]/REPO:TAG@sha256:DIGEST` (pin the digest: without it a
+    /// warning is logged and replicas may run different bytes).
     pub component: String,
     /// Whether to register it. `false` also keeps lower-precedence sources
     /// (plugin directory, environment) from registering a provider of this name.
@@ -42,6 +45,20 @@ pub struct ProviderConfig {
     /// Limits on outbound HTTP (timeouts, body size, concurrent requests).
     #[serde(default)]
     pub egress: EgressLimits,
+    /// Credentials for the OCI registry an `oci://` component is pulled from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_credentials: Option<RegistryCredentials>,
+}
+
+/// `registry_credentials = { username = "ci", password = { env = "REGISTRY_TOKEN" } }`:
+/// the password by reference only, like every secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryCredentials {
+    /// The user name.
+    pub username: String,
+    /// The password or token: `{ env = "VAR" }` or `{ file = "/path" }`.
+    pub password: SecretRef,
 }
 
 impl ProviderConfig {
@@ -55,12 +72,15 @@ impl ProviderConfig {
             limits: Limits::default(),
             allowed_hosts: Vec::new(),
             egress: EgressLimits::default(),
+            registry_credentials: None,
         }
     }
 
     /// The component, with a relative path resolved against `base_dir`.
     pub fn component_ref(&self, base_dir: &Path) -> ComponentRef {
-        if is_path(&self.component) {
+        if crate::oci::OciReference::is_oci(&self.component) {
+            ComponentRef::Oci(self.component.clone())
+        } else if is_path(&self.component) {
             ComponentRef::Path(base_dir.join(&self.component))
         } else {
             ComponentRef::Builtin(self.component.clone())
@@ -150,6 +170,8 @@ pub enum ComponentRef {
     /// A component file (absolute, or relative to the working directory when the
     /// configuration did not come from a file).
     Path(PathBuf),
+    /// A registry reference, `oci://…` (parsed when it is pulled).
+    Oci(String),
 }
 
 /// Whether `component` names a file (a path) rather than a built-in type.

@@ -9,7 +9,7 @@ use super::checker::Checker;
 use super::discovery::DiscoveryConfig;
 use super::document::Node;
 use super::problem::{Check, ConfigCheck};
-use super::provider::{is_path, PluginGrant, ProviderConfig, BUILTIN_TYPES};
+use super::provider::{is_path, PluginGrant, ProviderConfig, RegistryCredentials, BUILTIN_TYPES};
 use super::server::ServerConfig;
 use super::Config;
 use crate::builtins::Builtins;
@@ -28,6 +28,7 @@ pub(crate) const PROVIDER_KEYS: &[&str] = &[
     "limits",
     "allowed_hosts",
     "egress",
+    "registry_credentials",
 ];
 /// Keys of `[plugins.NAME]`.
 pub(crate) const PLUGIN_KEYS: &[&str] =
@@ -41,6 +42,7 @@ pub(crate) const TOP_KEYS: &[&str] = &[
     "lifecycle",
     "discovery",
     "server",
+    "trust",
 ];
 
 /// Check a whole document: every problem, and the usable part of it.
@@ -115,6 +117,11 @@ pub(super) fn check_document(root: &Node, base_dir: &Path, builtins: &Builtins) 
                 });
                 if let Some(v) = c.checked(&e.node, &path, validate) {
                     config.lifecycle = v;
+                }
+            }
+            "trust" => {
+                if let Some(v) = c.checked(&e.node, &path, crate::trust::TrustConfig::validate) {
+                    config.trust = v;
                 }
             }
             "discovery" => {
@@ -242,6 +249,11 @@ fn check_provider(
                     pc.egress = l;
                 }
             }
+            "registry_credentials" => {
+                if let Some(r) = c.checked(&e.node, &p, |_: &RegistryCredentials| Vec::new()) {
+                    pc.registry_credentials = Some(r);
+                }
+            }
             other => c.unknown_key(&path, other, PROVIDER_KEYS),
         }
         if c.problems.len() > before {
@@ -267,6 +279,10 @@ fn check_provider(
 fn check_component(c: &mut Checker<'_>, path: &[&str], component: &str, base_dir: &Path) {
     if component.is_empty() {
         c.push(path, Check::Component, "must not be empty");
+    } else if crate::oci::OciReference::is_oci(component) {
+        if let Err(e) = crate::oci::OciReference::parse(component) {
+            c.push(path, Check::Component, e.message);
+        }
     } else if is_path(component) {
         let file = base_dir.join(component);
         if !component.ends_with(".wasm") {

@@ -259,6 +259,7 @@ fn claim(p: &EnvProvider, key: &str, base_url: Option<String>, location: String)
             egress,
         },
         version: None,
+        signature: None,
         fingerprint: fp,
     }))
 }

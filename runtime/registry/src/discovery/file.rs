@@ -9,7 +9,8 @@
 use std::sync::Arc;
 
 use crate::config::{join_path, Check, ComponentRef, Config, ConfigCheck, Problem, ProviderConfig};
-use crate::registry::{ComponentSource, Origin};
+use crate::oci::{OciCredentials, OciReference};
+use crate::registry::{ComponentSource, OciSource, Origin};
 use tamma_sandbox::egress::EgressPolicy;
 use tamma_sandbox::sandbox::MAX_COMPONENT_BYTES;
 use tamma_sandbox::settings::ProviderSettings;
@@ -68,15 +69,38 @@ fn claim(name: &str, pc: &ProviderConfig, cfg: &Config, env: &Environment) -> Cl
         };
     }
     let at = join_path(&["providers", name, "component"]);
+    let mut signature = None;
     let (source, component_id) = match pc.component_ref(&cfg.base_dir) {
         ComponentRef::Builtin(b) => (ComponentSource::Builtin(b.clone()), format!("builtin:{b}")),
+        ComponentRef::Oci(text) => match oci_source(name, &text, pc, cfg, env) {
+            Ok(source) => (ComponentSource::Oci(source), text),
+            Err(problems) => return invalid(problems),
+        },
         ComponentRef::Path(path) => {
             match super::plugins::read_capped(&path, MAX_COMPONENT_BYTES as u64) {
                 Ok(Some(bytes)) => {
                     let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+                    signature = match crate::trust::signature_beside(&path) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            return invalid(vec![Problem::new(
+                                at,
+                                None,
+                                Check::Component,
+                                format!("cannot read {}.minisig: {e}", path.display()),
+                            )])
+                        }
+                    };
                     (
                         ComponentSource::Bytes(Arc::from(bytes)),
-                        format!("sha256:{sha}"),
+                        // A new signature is a new provider too (it may now pass or fail).
+                        format!(
+                            "sha256:{sha}{}",
+                            signature
+                                .as_deref()
+                                .map(|s| format!(" sig:{}", super::secret_digest(s)))
+                                .unwrap_or_default()
+                        ),
                     )
                 }
                 Ok(None) => {
@@ -156,6 +180,43 @@ fn claim(name: &str, pc: &ProviderConfig, cfg: &Config, env: &Environment) -> Cl
             egress,
         },
         version: None,
+        signature,
         fingerprint: fp,
     }))
+}
+
+/// An `oci://` component: the reference parsed and the registry password
+/// resolved from its reference (problems name the reference, never a value).
+fn oci_source(
+    name: &str,
+    text: &str,
+    pc: &ProviderConfig,
+    cfg: &Config,
+    env: &Environment,
+) -> Result<OciSource, Vec<Problem>> {
+    let at = join_path(&["providers", name, "component"]);
+    let reference = OciReference::parse(text)
+        .map_err(|e| vec![Problem::new(at, None, Check::Component, e.message)])?;
+    let credentials = match &pc.registry_credentials {
+        None => None,
+        Some(rc) => {
+            let spec = crate::config::SecretSpec {
+                from: rc.password.clone(),
+                hosts: None,
+            };
+            let refs = std::collections::BTreeMap::from([("password".to_string(), spec)]);
+            let mut resolved = resolve_secrets(
+                &refs,
+                env,
+                &cfg.base_dir,
+                &["providers", name, "registry_credentials"],
+            )?;
+            let password = resolved.remove("password").unwrap_or_default();
+            Some(OciCredentials::new(rc.username.clone(), password))
+        }
+    };
+    Ok(OciSource {
+        reference,
+        credentials,
+    })
 }

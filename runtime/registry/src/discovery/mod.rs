@@ -70,6 +70,8 @@ pub(crate) struct Candidate {
     pub source: ComponentSource,
     pub settings: ProviderSettings,
     pub version: Option<String>,
+    /// The `.minisig` beside the component file, if any.
+    pub signature: Option<String>,
     pub fingerprint: String,
 }
 
@@ -586,7 +588,7 @@ impl Discovery {
                 if let Err(e) = registry.effective_settings(&name, c.settings.clone()) {
                     problems.push(Problem::new(name.clone(), None, Check::Range, e.message));
                 }
-                if let Err(e) = registry.load(c.source).await {
+                if let Err(e) = registry.load(c.source, c.signature).await {
                     problems.push(error_problem(&name, &e));
                 }
                 if !problems.is_empty() {
@@ -765,6 +767,7 @@ impl Discovery {
             settings: c.settings,
             origin,
             version: c.version,
+            signature: c.signature,
         };
         let registry = &self.inner.registry;
         if matches!(how, Install::Replace) && registry.origin_of(&name) == Some(Origin::Api) {
@@ -938,6 +941,7 @@ fn scan_sources(
                 rc.circuit_breaker != registry_config.circuit_breaker,
             ),
             ("lifecycle", rc.lifecycle != registry_config.lifecycle),
+            ("trust", rc.trust != registry_config.trust),
         ] {
             if changed {
                 problems.push(Problem::new(

@@ -211,9 +211,13 @@ fn plugin(dir: &Path, stem: &str, max_bytes: u64, grants: &Grants<'_>) -> Claim 
         }
     };
     let config: Vec<(String, String)> = config.into_iter().collect();
+    // `NAME.wasm.minisig` beside the component, if the author signed it; an
+    // unreadable one is as if absent (`[trust]` then decides).
+    let signature = crate::trust::signature_beside(&wasm_path).ok().flatten();
     let fp = fingerprint(&serde_json::json!({
         "origin": "plugin",
         "sha256": sha,
+        "signature": signature.as_deref().map(super::secret_digest),
         "version": manifest.version,
         "config": config,
         "limits": limits,
@@ -232,6 +236,7 @@ fn plugin(dir: &Path, stem: &str, max_bytes: u64, grants: &Grants<'_>) -> Claim 
             egress,
         },
         version: Some(manifest.version),
+        signature,
         fingerprint: fp,
     }))
 }

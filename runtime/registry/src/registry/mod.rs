@@ -69,7 +69,7 @@ use tamma_sandbox::types::{CompletionRequest, CompletionResponse, ModelInfo};
 
 pub use entry::{ProviderMetadata, ProviderSnapshot, ProviderState};
 pub use handle::{ProviderHandle, ProviderStream};
-pub use registration::{validate_name, ComponentSource, Origin, Registration};
+pub use registration::{validate_name, ComponentSource, OciSource, Origin, Registration};
 
 enum Slot {
     /// A registration of this name is in progress.
@@ -251,8 +251,12 @@ impl Registry {
     }
 
     /// Load (compile, or find in the cache) a component.
-    pub(crate) async fn load(&self, source: ComponentSource) -> Result<LoadedComponent> {
-        prepare::load(self.shared(), source).await
+    pub(crate) async fn load(
+        &self,
+        source: ComponentSource,
+        signature: Option<String>,
+    ) -> Result<LoadedComponent> {
+        prepare::load(self.shared(), source, signature).await
     }
 
     fn reserve(&self, name: &str) -> Result<Reservation> {

@@ -6,6 +6,8 @@
 use super::entry::{ProviderMetadata, Template};
 use super::registration::{ComponentSource, Origin, Registration};
 use super::shared::Shared;
+use crate::oci::OciCache;
+use crate::trust::{signature_beside, TrustPolicy};
 use tamma_sandbox::error::{Error, ErrorCode, Result};
 use tamma_sandbox::provider::ProviderInstance;
 use tamma_sandbox::sandbox::LoadedComponent;
@@ -43,10 +45,12 @@ impl Plan {
     pub(crate) async fn build(self, shared: &Shared) -> Result<Prepared> {
         let Plan { name, registration } = self;
         let builtin = registration.source.builtin_type().map(String::from);
-        let component = load(shared, registration.source).await.map_err(|e| {
-            e.with_provider(&name)
-                .wrap(ErrorCode::RegistrationFailed, "cannot load component")
-        })?;
+        let component = load(shared, registration.source, registration.signature)
+            .await
+            .map_err(|e| {
+                e.with_provider(&name)
+                    .wrap(ErrorCode::RegistrationFailed, "cannot load component")
+            })?;
         let settings = registration.settings;
         let instance = shared
             .sandbox
@@ -141,14 +145,64 @@ pub(crate) fn effective_settings(
     Ok(settings)
 }
 
-/// Load (compile, or find in the cache) a component.
-pub(crate) async fn load(shared: &Shared, source: ComponentSource) -> Result<LoadedComponent> {
+/// Load (compile, or find in the cache) a component: pulled first when it is in
+/// an OCI registry, its signature checked against `[trust]` before any byte of
+/// it reaches the compiler (built-in components are part of the binary and
+/// need none).
+pub(crate) async fn load(
+    shared: &Shared,
+    source: ComponentSource,
+    signature: Option<String>,
+) -> Result<LoadedComponent> {
     let sandbox = shared.sandbox.clone();
     let builtins = shared.builtins.clone();
+    let trust = TrustPolicy::new(&shared.config.trust)
+        .map_err(|p| Error::new(ErrorCode::InvalidConfig, p.join("; ")))?;
+    // An OCI component's signature may come with it (the manifest's annotation).
+    let (source, checked) = match source {
+        ComponentSource::Oci(oci) => {
+            let cache = OciCache::beside(sandbox.cache().dir());
+            let pulled = crate::oci::pull(&oci.reference, oci.credentials.as_ref(), &cache).await?;
+            let signature = signature.clone().or(pulled.signature);
+            trust.check(&pulled.bytes, signature.as_deref())?;
+            (ComponentSource::Bytes(pulled.bytes), true)
+        }
+        other => (other, false),
+    };
     // Compiling is CPU-bound (milliseconds to seconds): keep it off the async workers.
     let task = tokio::task::spawn_blocking(move || match source {
-        ComponentSource::File(path) => sandbox.load_file(&path),
-        ComponentSource::Bytes(bytes) => sandbox.load(&bytes),
+        ComponentSource::File(path) if trust.is_open() => sandbox.load_file(&path),
+        ComponentSource::File(path) => {
+            let too_big = std::fs::metadata(&path)
+                .is_ok_and(|m| m.len() > tamma_sandbox::sandbox::MAX_COMPONENT_BYTES as u64);
+            if too_big {
+                return sandbox.load_file(&path);
+            }
+            let bytes = std::fs::read(&path).map_err(|e| {
+                Error::new(
+                    ErrorCode::InvalidComponent,
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            let signature = match signature {
+                Some(s) => Some(s),
+                None => signature_beside(&path).map_err(|e| {
+                    Error::new(
+                        ErrorCode::InvalidComponent,
+                        format!("cannot read the signature of {}: {e}", path.display()),
+                    )
+                })?,
+            };
+            trust.check(&bytes, signature.as_deref())?;
+            sandbox.load(&bytes)
+        }
+        ComponentSource::Bytes(bytes) => {
+            if !checked {
+                trust.check(&bytes, signature.as_deref())?;
+            }
+            sandbox.load(&bytes)
+        }
+        ComponentSource::Oci(_) => Err(Error::new(ErrorCode::Internal, "unresolved OCI source")),
         ComponentSource::Builtin(kind) => match builtins.get(&kind) {
             Some(bytes) => sandbox.load(bytes),
             None => Err(Error::new(

@@ -19,6 +19,18 @@ pub enum ComponentSource {
     Bytes(Arc<[u8]>),
     /// A provider type built into the binary (`echo`, `openai`, `anthropic`).
     Builtin(String),
+    /// A component in an OCI registry, pulled (or found in the cache by digest)
+    /// when it is loaded.
+    Oci(OciSource),
+}
+
+/// Where in an OCI registry a component is, and how to log in there.
+#[derive(Clone, Debug)]
+pub struct OciSource {
+    /// `oci://HOST/REPO:TAG@sha256:…`
+    pub reference: crate::oci::OciReference,
+    /// Registry credentials, if it needs them (redacted in `Debug`).
+    pub credentials: Option<crate::oci::OciCredentials>,
 }
 
 impl ComponentSource {
@@ -37,6 +49,7 @@ impl std::fmt::Debug for ComponentSource {
             ComponentSource::File(p) => write!(f, "File({})", p.display()),
             ComponentSource::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
             ComponentSource::Builtin(n) => write!(f, "Builtin({n})"),
+            ComponentSource::Oci(o) => write!(f, "Oci({})", o.reference),
         }
     }
 }
@@ -89,6 +102,11 @@ pub struct Registration {
     pub origin: Origin,
     /// Its version, when known (plugin manifests carry one).
     pub version: Option<String>,
+    /// A minisign signature of the component's bytes (a `.minisig` file's
+    /// text), checked against the registry's `[trust]` keys. A component from
+    /// an OCI registry brings its own (the manifest's annotation) when this is
+    /// `None`.
+    pub signature: Option<String>,
 }
 
 impl Registration {
@@ -99,6 +117,7 @@ impl Registration {
             settings: ProviderSettings::default(),
             origin: Origin::Api,
             version: None,
+            signature: None,
         }
     }
 
