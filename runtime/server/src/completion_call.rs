@@ -16,7 +16,6 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::http::{header, HeaderValue, Request, StatusCode};
-use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use tracing::Instrument as _;
@@ -58,11 +57,11 @@ pub trait Dialect: Send + 'static {
 /// Shapes one stream's provider chunks into SSE events.
 pub trait StreamWriter: Send + 'static {
     /// The events for one provider chunk.
-    fn events(&mut self, c: &StreamChunk) -> Vec<Event>;
+    fn events(&mut self, c: &StreamChunk) -> Vec<sse::Frame>;
     /// The events of a clean end of the provider's stream, terminator included.
-    fn end(&mut self) -> Vec<Event>;
+    fn end(&mut self) -> Vec<sse::Frame>;
     /// The in-band error event of a stream cut short after its start.
-    fn error(&mut self, e: &ApiError) -> Event;
+    fn error(&mut self, e: &ApiError) -> sse::Frame;
     /// The usage the provider reported, once it has.
     fn usage(&self) -> Option<Usage>;
 }
@@ -281,7 +280,7 @@ impl Call {
         };
         let span = tracing::Span::current();
         genai::target(&span, &target.provider, &model);
-        let (tx, mut resp) = sse::batch_channel(32);
+        let (tx, mut resp) = sse::frame_channel(32);
         if let Ok(v) = HeaderValue::from_str(&target.provider) {
             resp.headers_mut().insert("x-tamma-provider", v);
         }

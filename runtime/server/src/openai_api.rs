@@ -11,7 +11,6 @@
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, Request, StatusCode};
-use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
@@ -516,25 +515,25 @@ impl Dialect for OpenAiChat {
 }
 
 impl StreamWriter for ChunkWriter {
-    fn events(&mut self, c: &StreamChunk) -> Vec<Event> {
+    fn events(&mut self, c: &StreamChunk) -> Vec<sse::Frame> {
         ChunkWriter::events(self, c)
             .iter()
-            .map(|json| sse::data(json))
+            .map(|json| sse::Frame::data(json))
             .collect()
     }
 
-    fn end(&mut self) -> Vec<Event> {
+    fn end(&mut self) -> Vec<sse::Frame> {
         let mut tail: Vec<_> = self
             .finish(FinishReason::Stop)
             .iter()
-            .map(|json| sse::data(json))
+            .map(|json| sse::Frame::data(json))
             .collect();
-        tail.push(sse::done());
+        tail.push(sse::Frame::done());
         tail
     }
 
-    fn error(&mut self, e: &ApiError) -> Event {
-        sse::data(&e.body().to_string())
+    fn error(&mut self, e: &ApiError) -> sse::Frame {
+        sse::Frame::data(&e.body().to_string())
     }
 
     fn usage(&self) -> Option<Usage> {

@@ -13,6 +13,7 @@ use std::convert::Infallible;
 use axum::http::HeaderValue;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 
 /// `data: <json>\n\n`
@@ -46,19 +47,74 @@ pub fn channel(buffer: usize) -> (mpsc::Sender<Event>, Response) {
     (tx, finish(Sse::new(events(rx)).into_response()))
 }
 
-/// As [`channel`], fed a batch of events at a time: one channel send (and one
-/// wake-up of the connection task) per provider chunk rather than per event, so
-/// the events of one chunk leave in one write. Anthropic's stream opens and
-/// closes with three events each; sent one by one they cost a send, a
-/// stall timer and often a write syscall apiece.
-pub fn batch_channel(buffer: usize) -> (mpsc::Sender<Vec<Event>>, Response) {
-    use futures_util::StreamExt;
-    let (tx, rx) = mpsc::channel::<Vec<Event>>(buffer);
-    let batches =
-        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
-    let events =
-        batches.flat_map(|b| futures_util::stream::iter(b.into_iter().map(Ok::<_, Infallible>)));
-    (tx, finish(Sse::new(events).into_response()))
+/// One event of a completion stream, already in its wire form.
+///
+/// Hand-written framing (three `format`s' worth) rather than axum's `Event`:
+/// `Sse` sends every `Event` as a body frame of its own (an HTTP chunk each),
+/// while the events of one provider chunk — Anthropic's stream opens and
+/// closes with three — should leave as one. The JSON is one line (serde_json
+/// output), so each payload is exactly one `data:` line, as with `Event`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame(Bytes);
+
+impl Frame {
+    /// `data: <json>\n\n`
+    pub fn data(json: &str) -> Frame {
+        let mut b = BytesMut::with_capacity(json.len() + 8);
+        b.extend_from_slice(b"data: ");
+        b.extend_from_slice(json.as_bytes());
+        b.extend_from_slice(b"\n\n");
+        Frame(b.freeze())
+    }
+
+    /// `event: <name>\ndata: <json>\n\n` (the name is one of ours: static,
+    /// without newlines).
+    pub fn event(name: &'static str, json: &str) -> Frame {
+        let mut b = BytesMut::with_capacity(name.len() + json.len() + 16);
+        b.extend_from_slice(b"event: ");
+        b.extend_from_slice(name.as_bytes());
+        b.extend_from_slice(b"\ndata: ");
+        b.extend_from_slice(json.as_bytes());
+        b.extend_from_slice(b"\n\n");
+        Frame(b.freeze())
+    }
+
+    /// `data: [DONE]\n\n`, the terminator of an OpenAI stream.
+    pub fn done() -> Frame {
+        Frame(Bytes::from_static(b"data: [DONE]\n\n"))
+    }
+}
+
+/// A channel of frame batches whose receiving end is an SSE response: one
+/// channel send, one wake-up of the connection task and one body frame per
+/// provider chunk, however many events it makes.
+pub fn frame_channel(buffer: usize) -> (mpsc::Sender<Vec<Frame>>, Response) {
+    let (tx, rx) = mpsc::channel::<Vec<Frame>>(buffer);
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        let batch = rx.recv().await?;
+        let bytes = match <[Frame; 1]>::try_from(batch) {
+            Ok([one]) => one.0,
+            Err(batch) => {
+                let mut b = BytesMut::with_capacity(batch.iter().map(|f| f.0.len()).sum());
+                for f in &batch {
+                    b.extend_from_slice(&f.0);
+                }
+                b.freeze()
+            }
+        };
+        Some((Ok::<_, Infallible>(bytes), rx))
+    });
+    let mut resp = Response::new(axum::body::Body::from_stream(body));
+    let h = resp.headers_mut();
+    h.insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(
+        axum::http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    );
+    (tx, finish(resp))
 }
 
 /// As [`channel`], with a comment sent whenever the stream has been silent for
@@ -107,6 +163,43 @@ mod tests {
             Response::from_parts(parts, axum::body::Body::empty()),
             bytes,
         )
+    }
+
+    #[tokio::test]
+    async fn frames_leave_as_axum_would_write_them_one_body_frame_per_batch() {
+        let (tx, resp) = frame_channel(8);
+        tx.send(vec![
+            Frame::event("x", "{\"a\":1}"),
+            Frame::event("ping", "{}"),
+        ])
+        .await
+        .unwrap();
+        tx.send(vec![Frame::data("{}")]).await.unwrap();
+        tx.send(vec![Frame::done()]).await.unwrap();
+        drop(tx);
+        let h = resp.headers().clone();
+        let mut body = resp.into_body();
+        let mut frames = Vec::new();
+        while let Some(f) = body.frame().await {
+            frames.push(f.unwrap().into_data().unwrap());
+        }
+        assert_eq!(
+            frames,
+            [
+                &b"event: x\ndata: {\"a\":1}\n\nevent: ping\ndata: {}\n\n"[..],
+                b"data: {}\n\n",
+                b"data: [DONE]\n\n"
+            ]
+        );
+        // The same bytes axum's `Sse` writes for the same events.
+        let (_, axum_bytes) = wire(vec![event("x", None, "{\"a\":1}"), data("{}"), done()]).await;
+        assert_eq!(
+            String::from_utf8(axum_bytes).unwrap(),
+            "event: x\ndata: {\"a\":1}\n\ndata: {}\n\ndata: [DONE]\n\n"
+        );
+        assert_eq!(h["content-type"], "text/event-stream");
+        assert_eq!(h["cache-control"], "no-cache");
+        assert_eq!(h["x-accel-buffering"], "no");
     }
 
     #[tokio::test]

@@ -11,13 +11,12 @@
 //! finish reason. An error after the start is an `event: error` and nothing
 //! after it, so a client never takes a cut answer for a whole one.
 
-use axum::response::sse::Event;
 use serde_json::{json, Value};
 
 use super::response::{stop_reason, usage_json};
 use crate::api_error::ApiError;
 use crate::completion_call::{unique_id, StreamWriter};
-use crate::sse;
+use crate::sse::Frame;
 use tamma_sandbox::types::{FinishReason, StreamChunk, Usage};
 
 /// The content block being written.
@@ -42,8 +41,8 @@ pub struct EventWriter {
     usage: Option<Usage>,
 }
 
-fn ev(name: &'static str, v: &Value) -> Event {
-    sse::event(name, None, &v.to_string())
+fn ev(name: &'static str, v: &Value) -> Frame {
+    Frame::event(name, &v.to_string())
 }
 
 /// A JSON string literal (quoted, escaped) for the hand-written hot events.
@@ -67,7 +66,7 @@ impl EventWriter {
         }
     }
 
-    fn start(&mut self, out: &mut Vec<Event>) {
+    fn start(&mut self, out: &mut Vec<Frame>) {
         if self.started {
             return;
         }
@@ -90,13 +89,12 @@ impl EventWriter {
         ));
     }
 
-    fn close(&mut self, out: &mut Vec<Event>) {
+    fn close(&mut self, out: &mut Vec<Frame>) {
         if self.open.take().is_some() {
             // The per-event events are written by hand rather than through a
             // `serde_json::Value`: they are most of a short answer's cost.
-            out.push(sse::event(
+            out.push(Frame::event(
                 "content_block_stop",
-                None,
                 &format!(
                     r#"{{"type":"content_block_stop","index":{}}}"#,
                     self.blocks - 1
@@ -106,7 +104,7 @@ impl EventWriter {
     }
 
     /// Make `block` the open one (closing another), starting it with `first`.
-    fn open(&mut self, block: Block, first: impl FnOnce() -> Value, out: &mut Vec<Event>) {
+    fn open(&mut self, block: Block, first: impl FnOnce() -> Value, out: &mut Vec<Frame>) {
         if self.open == Some(block) {
             return;
         }
@@ -116,7 +114,7 @@ impl EventWriter {
             &json!({ "type": "content_block_start", "index": self.blocks, "content_block": first() }),
         ));
         if self.blocks == 0 {
-            out.push(sse::event("ping", None, r#"{"type":"ping"}"#));
+            out.push(Frame::event("ping", r#"{"type":"ping"}"#));
         }
         self.blocks += 1;
         self.open = Some(block);
@@ -124,11 +122,8 @@ impl EventWriter {
 
     /// A `content_block_delta` of `kind` (`text_delta`, `input_json_delta`)
     /// whose `field` is `text`.
-    fn delta(&self, kind: &str, field: &str, text: &str, out: &mut Vec<Event>) {
-        out.push(sse::event(
-            "content_block_delta",
-            None,
-            &format!(
+    fn delta(&self, kind: &str, field: &str, text: &str, out: &mut Vec<Frame>) {
+        out.push(Frame::event("content_block_delta", &format!(
                 r#"{{"type":"content_block_delta","index":{},"delta":{{"type":"{kind}","{field}":{}}}}}"#,
                 self.blocks - 1,
                 quoted(text)
@@ -138,7 +133,7 @@ impl EventWriter {
 }
 
 impl StreamWriter for EventWriter {
-    fn events(&mut self, c: &StreamChunk) -> Vec<Event> {
+    fn events(&mut self, c: &StreamChunk) -> Vec<Frame> {
         let mut out = Vec::with_capacity(4);
         self.start(&mut out);
         if !c.delta.is_empty() {
@@ -174,7 +169,7 @@ impl StreamWriter for EventWriter {
         out
     }
 
-    fn end(&mut self) -> Vec<Event> {
+    fn end(&mut self) -> Vec<Frame> {
         let mut out = Vec::with_capacity(3);
         self.start(&mut out);
         if self.blocks == 0 {
@@ -195,15 +190,11 @@ impl StreamWriter for EventWriter {
                 "usage": usage_json(&self.usage.unwrap_or_default()),
             }),
         ));
-        out.push(sse::event(
-            "message_stop",
-            None,
-            r#"{"type":"message_stop"}"#,
-        ));
+        out.push(Frame::event("message_stop", r#"{"type":"message_stop"}"#));
         out
     }
 
-    fn error(&mut self, e: &ApiError) -> Event {
+    fn error(&mut self, e: &ApiError) -> Frame {
         ev("error", &e.anthropic_body())
     }
 
@@ -215,6 +206,7 @@ impl StreamWriter for EventWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sse;
     use http_body_util::BodyExt;
     use tamma_sandbox::types::ToolCallDelta;
 
@@ -230,11 +222,9 @@ mod tests {
     }
 
     /// The (event, data) pairs as a client reads them off the wire.
-    async fn wire(events: Vec<Event>) -> Vec<(String, Value)> {
-        let (tx, resp) = sse::channel(64);
-        for e in events {
-            tx.send(e).await.unwrap();
-        }
+    async fn wire(events: Vec<Frame>) -> Vec<(String, Value)> {
+        let (tx, resp) = sse::frame_channel(64);
+        tx.send(events).await.unwrap();
         drop(tx);
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         let text = String::from_utf8(bytes.to_vec()).unwrap();
