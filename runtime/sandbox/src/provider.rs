@@ -298,6 +298,17 @@ impl CompletionStream {
     }
 }
 
+/// A lease whose instance is retired if it is dropped while still held here.
+struct RetireOnDrop(Option<Lease>);
+
+impl Drop for RetireOnDrop {
+    fn drop(&mut self) {
+        if let Some(lease) = self.0.as_mut() {
+            lease.instance().retire();
+        }
+    }
+}
+
 impl Drop for CompletionStream {
     fn drop(&mut self) {
         let Some(mut lease) = self.lease.take() else {
@@ -310,10 +321,16 @@ impl Drop for CompletionStream {
                 let span = self.span.clone();
                 rt.spawn(
                     async move {
-                        let within = lease.instance().limits().dispose_timeout();
-                        // A failure retires the instance (the guarded call marks it).
-                        let closed = lease.instance().stream_close_within(handle, within).await;
-                        lease.count_stream_left(closed.is_ok());
+                        // Retires the instance if this task is dropped before the
+                        // close finished (runtime shutdown): it would be mid-call.
+                        let mut closing = RetireOnDrop(Some(lease));
+                        if let Some(lease) = closing.0.as_mut() {
+                            let within = lease.instance().limits().dispose_timeout();
+                            // A failure retires the instance (the guarded call marks it).
+                            let closed = lease.instance().stream_close_within(handle, within).await;
+                            lease.count_stream_left(closed.is_ok());
+                        }
+                        drop(closing.0.take());
                     }
                     .instrument(span),
                 );

@@ -563,7 +563,12 @@ async fn a_client_that_stops_reading_loses_its_slot() {
     // asks: read the status line, then never read again.
     let mut status = [0u8; 12];
     attacker.read_exact(&mut status).await.unwrap();
-    assert_eq!(&status, b"HTTP/1.1 200", "{}", String::from_utf8_lossy(&status));
+    assert_eq!(
+        &status,
+        b"HTTP/1.1 200",
+        "{}",
+        String::from_utf8_lossy(&status)
+    );
 
     // A normal client is served once the stalled connection has been cut off,
     // while the attacker still holds its socket open.
