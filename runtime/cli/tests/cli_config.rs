@@ -101,11 +101,11 @@ jitter = 2.0
     assert_eq!(
         lines,
         [
-            "providers.openai.colour (line 3): unknown key `colour`, expected one of `component`, `enabled`, `config`, `secrets`, `limits`, `allowed_hosts`, `egress`",
+            "providers.openai.colour (line 3): unknown key `colour`, expected one of `component`, `enabled`, `config`, `secrets`, `limits`, `allowed_hosts`, `egress`, `registry_credentials`",
             "providers.openai.limits.memory_mib (line 5): must be between 1 and 4096, got 100000",
             "providers.openai.secrets.api_key (line 7): inline secret values are not allowed (the value is not shown); give `{ env = \"VAR\" }` or `{ file = \"/path\" }`",
             "health.jitter (line 10): must be between 0 and 1, got 2",
-            "unknown_section (line 12): unknown key `unknown_section`, expected one of `providers`, `plugins`, `health`, `circuit_breaker`, `lifecycle`, `discovery`, `server`",
+            "unknown_section (line 12): unknown key `unknown_section`, expected one of `providers`, `plugins`, `health`, `circuit_breaker`, `lifecycle`, `discovery`, `server`, `trust`",
         ],
         "{text}"
     );
