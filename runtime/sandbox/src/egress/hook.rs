@@ -160,35 +160,31 @@ async fn send(
 
     trace_context::record_target(&target);
 
-    // 2. Concurrency: the permit travels with the response body.
-    let permit = match inner.in_flight.clone().try_acquire_owned() {
-        Ok(p) => p,
-        Err(_) => {
-            return Err(refuse(
+    // 2. Concurrency: both permits travel with the response body. The host-wide
+    // budget is taken after the provider's own, so that a provider at its own
+    // limit never holds a host permit it cannot use.
+    let permit = |budget: &Arc<Semaphore>, reason, detail| {
+        budget.clone().try_acquire_owned().map_err(|_| {
+            refuse(
                 policy,
                 provider,
                 Some(&target),
-                RefusalReason::Concurrency,
-                "max_concurrent_requests in flight",
+                reason,
+                detail,
                 HttpError::ConnectionLimitReached,
-            ))
-        }
+            )
+        })
     };
-    // The host-wide budget, taken after the provider's own so that a provider
-    // at its own limit never holds a host permit it cannot use.
-    let host_permit = match host.clone().try_acquire_owned() {
-        Ok(p) => p,
-        Err(_) => {
-            return Err(refuse(
-                policy,
-                provider,
-                Some(&target),
-                RefusalReason::HostConcurrency,
-                "the host's max_outbound_requests in flight",
-                HttpError::ConnectionLimitReached,
-            ))
-        }
-    };
+    let provider_permit = permit(
+        &inner.in_flight,
+        RefusalReason::Concurrency,
+        "max_concurrent_requests in flight",
+    )?;
+    let host_permit = permit(
+        host,
+        RefusalReason::HostConcurrency,
+        "the host's max_outbound_requests in flight",
+    )?;
 
     // 3. Headers: secrets in, Host from the authority (never the guest's).
     for value in req.headers_mut().values_mut() {
@@ -315,7 +311,7 @@ async fn send(
             limits.max_response_body_bytes,
             total_deadline,
             between_bytes,
-            (permit, host_permit),
+            (provider_permit, host_permit),
         )
         .boxed_unsync()
     }))
