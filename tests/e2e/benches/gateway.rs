@@ -43,7 +43,14 @@ use tamma_test_support::client::Conn;
 
 const SERVER_ENV: &str = "TAMMA_GATEWAY_BENCH_UPSTREAM";
 const PROXY_ENV: &str = "TAMMA_GATEWAY_BENCH_BARE_PROXY";
-const RUN: Duration = Duration::from_millis(2_500);
+/// Measured time per cell; `TAMMA_GATEWAY_BENCH_RUN_MS` makes it longer for a profile.
+fn run_time() -> Duration {
+    let ms = std::env::var("TAMMA_GATEWAY_BENCH_RUN_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_500);
+    Duration::from_millis(ms)
+}
 const WARMUP: Duration = Duration::from_millis(400);
 
 fn print(name: &str, value: f64, unit: &str) {
@@ -275,7 +282,7 @@ async fn load(addr: SocketAddr, body: Arc<Vec<u8>>, concurrency: usize) -> Cell 
     tokio::time::sleep(WARMUP).await;
     measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
-    tokio::time::sleep(RUN).await;
+    tokio::time::sleep(run_time()).await;
     measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed();
     stop.store(true, Ordering::Relaxed);
@@ -357,6 +364,25 @@ struct Figures {
     cpu_per_req: f64,
 }
 
+/// Context switches (voluntary + involuntary) of all a process's threads: each
+/// is a thread going to sleep or being preempted, what cross-task wake-ups cost.
+fn context_switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
 fn main() {
     if let Ok(upstream) = std::env::var(SERVER_ENV) {
         server_main(upstream);
@@ -401,6 +427,11 @@ fn main() {
             )
         };
         let mut figures: BTreeMap<(&str, usize), Figures> = BTreeMap::new();
+        // For profiling one path: `TAMMA_GATEWAY_BENCH_ONLY=openai` (comma-separated
+        // targets) measures only those, with no ratios. Each server prints its pid
+        // on stderr for `perf record -p`.
+        let only = std::env::var("TAMMA_GATEWAY_BENCH_ONLY").ok();
+        eprintln!("gateway pid {gateway_pid}, bare proxy pid {proxy_pid}");
         for c in [1usize, 8, 64] {
             for (target, addr, pid, body) in [
                 ("direct", mock.addr(), None, ask("gpt-mock", false)),
@@ -411,7 +442,11 @@ fn main() {
                 ("bare_proxy_stream", proxy, Some(proxy_pid), ask("gpt-mock", true)),
                 ("openai_stream", gateway, Some(gateway_pid), ask("openai/gpt-mock", true)),
             ] {
+                if !only.as_ref().is_none_or(|o| o.split(',').any(|t| t == target)) {
+                    continue;
+                }
                 let cpu0 = pid.map_or(0.0, |p| proc_usage(p).0);
+                let switches0 = pid.map_or(0, context_switches);
                 let cell = load(addr, body, c).await;
                 let n = cell.latencies_us.len() as f64;
                 let name = format!("gateway_{target}_c{c}");
@@ -429,6 +464,8 @@ fn main() {
                     let (cpu1, rss, peak) = proc_usage(pid);
                     f.cpu_per_req = (cpu1 - cpu0) * 1e6 / n.max(1.0);
                     print(&format!("{name}_server_cpu_per_req"), f.cpu_per_req, "us");
+                    let switches = context_switches(pid).saturating_sub(switches0);
+                    print(&format!("{name}_server_context_switches_per_req"), switches as f64 / n.max(1.0), "switches");
                     print(&format!("{name}_server_rss"), rss as f64 / 1048576.0, "MiB");
                     print(&format!("{name}_server_rss_peak"), peak as f64 / 1048576.0, "MiB");
                 }
@@ -436,6 +473,9 @@ fn main() {
                     print(&format!("{name}_errors"), cell.errors as f64, "requests");
                 }
                 figures.insert((target, c), f);
+            }
+            if only.is_some() {
+                continue;
             }
             let get = |t: &str| figures[&(t, c)];
             let (direct, proxy, openai, echo) =
