@@ -41,6 +41,11 @@ use tamma_server::config::ServerLimits;
 use tamma_server::{ServeOptions, Server, ServerConfig};
 use tamma_test_support::client::Conn;
 
+// The allocator the `tamma` binary uses, so the gateway measured here is the one
+// that ships (the bare proxy gets it too: a fair baseline).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SERVER_ENV: &str = "TAMMA_GATEWAY_BENCH_UPSTREAM";
 const PROXY_ENV: &str = "TAMMA_GATEWAY_BENCH_BARE_PROXY";
 /// Measured time per cell; `TAMMA_GATEWAY_BENCH_RUN_MS` makes it longer for a profile.
