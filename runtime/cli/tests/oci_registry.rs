@@ -479,6 +479,19 @@ async fn a_plugin_manifest_names_its_component_by_oci_reference() {
     .await
     .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
+    // A bot.wasm beside an oci:// manifest: two components for one name, refused.
+    std::fs::copy(guest("echo"), plugins.join("bot.wasm")).unwrap();
+    std::fs::write(
+        plugins.join("bot.toml"),
+        format!("name = \"bot\"\nversion = \"1.0.2\"\ncomponent = \"{pinned}\"\n"),
+    )
+    .unwrap();
+    until("refused two components for one name", &s, |lines| {
+        lines
+            .iter()
+            .any(|l| l.contains("name the component; keep one"))
+    })
+    .await;
     s.stop();
     let lines = s.stderr().join("\n");
     assert!(!lines.contains(PASSWORD), "the password leaked: {lines}");
