@@ -6,7 +6,7 @@ TAMMA        := target/debug/tamma
 HOST_CRATES  := tamma-sandbox tamma-registry tamma-server tamma tamma-test-support tamma-e2e tamma-mock-upstream
 NOT_HOST     := $(foreach c,$(HOST_CRATES),--exclude $(c))
 
-.PHONY: all setup lint-tools test-tools guests guests-js guests-py build demo test test-services bench fmt lint clean
+.PHONY: all setup lint-tools test-tools guests guests-js guests-py sdk-packages build demo test test-services bench fmt lint clean
 
 all: build
 
@@ -55,6 +55,20 @@ $(PY_TOOLCHAIN): $(PY_SDK)/requirements.txt
 	$(PYTHON) -m venv $(PY_VENV)
 	$(PY_VENV)/bin/pip install --quiet --disable-pip-version-check -r $<
 	@touch $@
+
+## sdk-packages: the SDKs as a stranger takes them, in target/sdk/: the Rust crate, the npm tarball, the wheel
+# (what `tamma new --sdk-path` names; runtime/cli/tests/new_project.rs builds its own).
+# The wheel is built from a copy (the WIT symlink followed), so guests/py-sdk
+# stays free of build/ and *.egg-info.
+SDK_OUT := target/sdk
+sdk-packages: $(PY_TOOLCHAIN)
+	@mkdir -p $(SDK_OUT)
+	$(CARGO) package -p tamma-guest-sdk --no-verify --allow-dirty
+	cp target/package/tamma-guest-sdk-*.crate $(SDK_OUT)/
+	cd $(JS_SDK) && $(NPM) pack --pack-destination $(abspath $(SDK_OUT))
+	rm -rf $(SDK_OUT)/py-sdk && cp -rL $(PY_SDK) $(SDK_OUT)/py-sdk
+	$(PY_VENV)/bin/pip wheel --quiet --disable-pip-version-check --no-deps $(SDK_OUT)/py-sdk -w $(SDK_OUT)
+	rm -rf $(SDK_OUT)/py-sdk
 
 .SECONDEXPANSION:
 # guests/js-NAME/src/*.js -> js_NAME.wasm (no `fetch-event`: providers export no HTTP handler)

@@ -55,6 +55,16 @@ fn schema_prints_the_json_schema_of_the_file() {
     let manifest = tamma(&["schema", "--manifest"]);
     assert!(manifest.status.success());
     assert!(stdout(&manifest).contains("sha256"));
+    // `component = "oci://…"` may stand in for `sha256` (and NAME.wasm).
+    let m: serde_json::Value = serde_json::from_slice(&manifest.stdout).unwrap();
+    assert!(m["properties"]["component"].is_object(), "{m}");
+    assert!(
+        !m["required"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("sha256")),
+        "{m}"
+    );
 }
 
 #[test]

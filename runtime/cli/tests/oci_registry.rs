@@ -4,7 +4,8 @@
 //! that went away keeps the last good version on reload; signatures with
 //! `[trust] require_signature = true` (signed by `minisign`, Debian's package).
 //! A registry behind a login (htpasswd, bcrypt) pulls with `registry_credentials`;
-//! wrong credentials are a clear error that never shows the password.
+//! wrong credentials are a clear error that never shows the password. A plugin
+//! manifest's `component = "oci://…"` is pulled the same way.
 
 // Integration tests: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
@@ -398,4 +399,100 @@ async fn the_admin_api_registers_an_oci_reference_and_refuses_a_path() {
     .await
     .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_manifest_names_its_component_by_oci_reference() {
+    const PASSWORD: &str = "Plugin-pw-5b07e3c2";
+    let registry = OciRegistry::start_with_login("fleet", PASSWORD);
+    let dir = tempfile::tempdir().unwrap();
+    let reference = format!("oci://{}/tamma/bot:1", registry.host());
+    let (code, out, err) = tamma_env(
+        &[
+            "push",
+            guest("echo").to_str().unwrap(),
+            &reference,
+            "--username",
+            "fleet",
+            "--password-env",
+            "REGISTRY_PW",
+        ],
+        &[("REGISTRY_PW", PASSWORD)],
+    );
+    assert_eq!(code, 0, "{err}");
+    let pinned = out.trim().to_string();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    // No bot.wasm: the manifest names the component in the registry.
+    std::fs::write(
+        plugins.join("bot.toml"),
+        format!("name = \"bot\"\nversion = \"1.0.0\"\ncomponent = \"{pinned}\"\n[config]\nprefix = \"bot: \"\n"),
+    )
+    .unwrap();
+    let file = dir.path().join("tamma.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[discovery]\nenvironment = false\nauto_refresh_ms = 50\nplugin_dir = {:?}\n\n\
+             [plugins.bot]\nregistry_credentials = {{ username = \"fleet\", password = {{ env = \"REGISTRY_PW\" }} }}\n",
+            plugins.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let cache = dir.path().join("cache");
+    let mut s = Served::with_config(
+        &file,
+        &[
+            ("TAMMA_CACHE_DIR", cache.to_str().unwrap()),
+            ("REGISTRY_PW", PASSWORD),
+        ],
+    );
+    s.wait_ready().await;
+    let r = client::post_json(
+        s.addr,
+        "/v1/chat/completions",
+        &chat("bot/echo", "pulled plugin"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("bot: pulled plugin"), "{}", r.text());
+
+    // A wrong digest in the manifest is refused, and the pinned version keeps serving.
+    let wrong = format!("{reference}@sha256:{}", "0".repeat(64));
+    std::fs::write(
+        plugins.join("bot.toml"),
+        format!("name = \"bot\"\nversion = \"1.0.1\"\ncomponent = \"{wrong}\"\n"),
+    )
+    .unwrap();
+    until("refused the wrong digest", &s, |lines| {
+        lines
+            .iter()
+            .any(|l| l.contains("pinned digest") && l.contains("kept_previous_version=true"))
+    })
+    .await;
+    let r = client::post_json(
+        s.addr,
+        "/v1/chat/completions",
+        &chat("bot/echo", "still pinned"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    // A bot.wasm beside an oci:// manifest: two components for one name, refused.
+    std::fs::copy(guest("echo"), plugins.join("bot.wasm")).unwrap();
+    std::fs::write(
+        plugins.join("bot.toml"),
+        format!("name = \"bot\"\nversion = \"1.0.2\"\ncomponent = \"{pinned}\"\n"),
+    )
+    .unwrap();
+    until("refused two components for one name", &s, |lines| {
+        lines
+            .iter()
+            .any(|l| l.contains("name the component; keep one"))
+    })
+    .await;
+    s.stop();
+    let lines = s.stderr().join("\n");
+    assert!(!lines.contains(PASSWORD), "the password leaked: {lines}");
 }

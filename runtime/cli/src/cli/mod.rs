@@ -52,7 +52,7 @@ pub enum Command {
     Validate(config_cmds::ValidateArgs),
     /// Publish a component to an OCI registry; prints the digest-pinned reference.
     Push(push::PushArgs),
-    /// Create a provider project (Rust) that builds with one command.
+    /// Create a provider project (rust, js or python) that builds with one command.
     New(new_project::NewArgs),
 }
 

@@ -14,6 +14,10 @@ use tamma_sandbox::error::{Error, ErrorCode, Result};
 pub enum Language {
     /// Rust with `tamma-guest-sdk` (cargo, wasm32-wasip2).
     Rust,
+    /// JavaScript with the `tamma-provider` npm package (componentize-js).
+    Js,
+    /// Python with the `tamma-provider` wheel (componentize-py).
+    Python,
 }
 
 /// `tamma new`.
@@ -27,9 +31,12 @@ pub struct NewArgs {
     /// Where to create it (default: ./NAME).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
-    /// Rust: the unpacked `tamma-guest-sdk` crate to depend on by path (until
-    /// the SDK is on crates.io; `cargo package -p tamma-guest-sdk` makes one).
-    #[arg(long = "sdk-path", value_name = "DIR")]
+    /// The SDK to depend on by path, until it is on its language's registry.
+    /// Rust: the unpacked `tamma-guest-sdk` crate (`cargo package -p
+    /// tamma-guest-sdk`); js: the `tamma-provider` tarball (`npm pack` in
+    /// guests/js-sdk); python: the `tamma-provider` wheel (`pip wheel
+    /// guests/py-sdk`).
+    #[arg(long = "sdk-path", value_name = "PATH")]
     pub sdk_path: Option<PathBuf>,
 }
 
@@ -43,6 +50,57 @@ const RUST: &[(&str, &str)] = &[
         include_str!("../../templates/rust/src/lib.rs.tmpl"),
     ),
     ("README.md", include_str!("../../templates/rust/README.md")),
+];
+
+const JS: &[(&str, &str)] = &[
+    (
+        "package.json",
+        include_str!("../../templates/js/package.json.tmpl"),
+    ),
+    (
+        "src/index.js",
+        include_str!("../../templates/js/src/index.js.tmpl"),
+    ),
+    (
+        "src/answer.js",
+        include_str!("../../templates/js/src/answer.js"),
+    ),
+    (
+        "test/answer.test.js",
+        include_str!("../../templates/js/test/answer.test.js"),
+    ),
+    (
+        "README.md",
+        include_str!("../../templates/js/README.md.tmpl"),
+    ),
+    (".gitignore", include_str!("../../templates/js/gitignore")),
+];
+
+const PYTHON: &[(&str, &str)] = &[
+    (
+        "requirements.txt",
+        include_str!("../../templates/python/requirements.txt.tmpl"),
+    ),
+    (
+        "src/app.py",
+        include_str!("../../templates/python/src/app.py.tmpl"),
+    ),
+    (
+        "src/answer.py",
+        include_str!("../../templates/python/src/answer.py"),
+    ),
+    (
+        "tests/test_answer.py",
+        include_str!("../../templates/python/tests/test_answer.py"),
+    ),
+    (
+        "README.md",
+        include_str!("../../templates/python/README.md.tmpl"),
+    ),
+    (
+        ".gitignore",
+        include_str!("../../templates/python/gitignore"),
+    ),
 ];
 
 fn valid_name(name: &str) -> bool {
@@ -79,36 +137,61 @@ pub fn run(args: NewArgs) -> Result<()> {
             format!("{} exists and is not empty", dir.display()),
         ));
     }
-    let sdk_dependency = match &args.sdk_path {
-        Some(p) => {
-            let abs = std::path::absolute(p).unwrap_or_else(|_| p.clone());
-            format!(
-                "tamma-guest-sdk = {{ path = {:?} }}",
-                abs.display().to_string()
-            )
-        }
-        None => "tamma-guest-sdk = \"0.1\"".to_string(),
+    // The SDK version a project depends on is the one this `tamma` was built with.
+    let version = env!("CARGO_PKG_VERSION");
+    let sdk_path = args.sdk_path.as_ref().map(|p| {
+        std::path::absolute(p)
+            .unwrap_or_else(|_| p.clone())
+            .display()
+            .to_string()
+    });
+    let (files, sdk_dependency) = match (args.language, sdk_path) {
+        (Language::Rust, Some(p)) => (RUST, format!("tamma-guest-sdk = {{ path = {p:?} }}")),
+        (Language::Rust, None) => (RUST, format!("tamma-guest-sdk = \"{version}\"")),
+        // npm's `file:` specifier takes a tarball or a package directory.
+        (Language::Js, Some(p)) => (JS, format!("file:{p}")),
+        (Language::Js, None) => (JS, version.to_string()),
+        (Language::Python, Some(p)) => (PYTHON, p),
+        (Language::Python, None) => (PYTHON, format!("tamma-provider=={version}")),
     };
     let crate_name = args.name.replace('-', "_");
-    let files = match args.language {
-        Language::Rust => RUST,
-    };
     for (rel, template) in files {
         let text = template
             .replace("{{name}}", &args.name)
             .replace("{{crate}}", &crate_name)
-            .replace("{{sdk_dependency}}", &sdk_dependency);
+            .replace("{{sdk_dependency}}", &sdk_dependency)
+            .replace("{{js_sdk}}", &json_inner(&sdk_dependency))
+            .replace("{{py_sdk}}", &sdk_dependency);
         write(&dir.join(rel), &text)?;
     }
     eprintln!("tamma: created {} ({:?})", dir.display(), args.language);
+    let d = dir.display();
+    let name = &args.name;
     match args.language {
         Language::Rust => eprintln!(
-            "tamma: next: cd {} && cargo build --target wasm32-wasip2 --release && \
-             tamma run target/wasm32-wasip2/release/{crate_name}.wasm --prompt hello",
-            dir.display()
+            "tamma: next: cd {d} && cargo build --target wasm32-wasip2 --release && \
+             tamma run target/wasm32-wasip2/release/{crate_name}.wasm --prompt hello"
+        ),
+        Language::Js => eprintln!(
+            "tamma: next: cd {d} && npm install && npm run build && \
+             tamma run dist/{name}.wasm --prompt hello"
+        ),
+        Language::Python => eprintln!(
+            "tamma: next: cd {d} && python3 -m venv .venv && .venv/bin/pip install -r requirements.txt && \
+             .venv/bin/tamma-py-build -o dist/{name}.wasm && tamma run dist/{name}.wasm --prompt hello"
         ),
     }
     Ok(())
+}
+
+/// `text` as the inside of a JSON string (package.json's dependency value).
+fn json_inner(text: &str) -> String {
+    let quoted = serde_json::Value::String(text.to_string()).to_string();
+    quoted
+        .strip_prefix('"')
+        .and_then(|q| q.strip_suffix('"'))
+        .unwrap_or(&quoted)
+        .to_string()
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {

@@ -109,6 +109,10 @@ pub struct PluginGrant {
     /// Hosts allowed in addition to those the manifest asks for.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
+    /// Credentials for the OCI registry, when the manifest's `component` is an
+    /// `oci://` reference to a registry behind a login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_credentials: Option<RegistryCredentials>,
 }
 
 impl Default for PluginGrant {
@@ -119,6 +123,7 @@ impl Default for PluginGrant {
             secrets: BTreeMap::new(),
             limits: None,
             allowed_hosts: Vec::new(),
+            registry_credentials: None,
         }
     }
 }

@@ -31,8 +31,14 @@ pub(crate) const PROVIDER_KEYS: &[&str] = &[
     "registry_credentials",
 ];
 /// Keys of `[plugins.NAME]`.
-pub(crate) const PLUGIN_KEYS: &[&str] =
-    &["enabled", "config", "secrets", "limits", "allowed_hosts"];
+pub(crate) const PLUGIN_KEYS: &[&str] = &[
+    "enabled",
+    "config",
+    "secrets",
+    "limits",
+    "allowed_hosts",
+    "registry_credentials",
+];
 /// Top-level keys.
 pub(crate) const TOP_KEYS: &[&str] = &[
     "providers",
@@ -383,6 +389,11 @@ fn check_plugin_grant(c: &mut Checker<'_>, name: &str, node: &Node) -> Option<Pl
             "allowed_hosts" => {
                 if let Some(h) = c.allowed_hosts(&e.node, &p) {
                     g.allowed_hosts = h;
+                }
+            }
+            "registry_credentials" => {
+                if let Some(r) = c.checked(&e.node, &p, |_: &RegistryCredentials| Vec::new()) {
+                    g.registry_credentials = Some(r);
                 }
             }
             other => c.unknown_key(&path, other, PLUGIN_KEYS),

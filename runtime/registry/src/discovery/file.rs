@@ -8,7 +8,10 @@
 
 use std::sync::Arc;
 
-use crate::config::{join_path, Check, ComponentRef, Config, ConfigCheck, Problem, ProviderConfig};
+use crate::config::{
+    join_path, Check, ComponentRef, Config, ConfigCheck, Problem, ProviderConfig,
+    RegistryCredentials,
+};
 use crate::oci::{OciCredentials, OciReference};
 use crate::registry::{ComponentSource, OciSource, Origin};
 use tamma_sandbox::egress::EgressPolicy;
@@ -72,7 +75,13 @@ fn claim(name: &str, pc: &ProviderConfig, cfg: &Config, env: &Environment) -> Cl
     let mut signature = None;
     let (source, component_id) = match pc.component_ref(&cfg.base_dir) {
         ComponentRef::Builtin(b) => (ComponentSource::Builtin(b.clone()), format!("builtin:{b}")),
-        ComponentRef::Oci(text) => match oci_source(name, &text, pc, cfg, env) {
+        ComponentRef::Oci(text) => match oci_source(
+            &text,
+            pc.registry_credentials.as_ref(),
+            &["providers", name],
+            &cfg.base_dir,
+            env,
+        ) {
             Ok(source) => (ComponentSource::Oci(source), text),
             Err(problems) => return invalid(problems),
         },
@@ -187,17 +196,24 @@ fn claim(name: &str, pc: &ProviderConfig, cfg: &Config, env: &Environment) -> Cl
 
 /// An `oci://` component: the reference parsed and the registry password
 /// resolved from its reference (problems name the reference, never a value).
-fn oci_source(
-    name: &str,
+/// `at` is the entry (`providers.NAME` or `plugins.NAME`) problems point to.
+pub(super) fn oci_source(
     text: &str,
-    pc: &ProviderConfig,
-    cfg: &Config,
+    registry_credentials: Option<&RegistryCredentials>,
+    at: &[&str],
+    base_dir: &std::path::Path,
     env: &Environment,
 ) -> Result<OciSource, Vec<Problem>> {
-    let at = join_path(&["providers", name, "component"]);
-    let reference = OciReference::parse(text)
-        .map_err(|e| vec![Problem::new(at, None, Check::Component, e.message)])?;
-    let credentials = match &pc.registry_credentials {
+    let component: Vec<&str> = at.iter().copied().chain(["component"]).collect();
+    let reference = OciReference::parse(text).map_err(|e| {
+        vec![Problem::new(
+            join_path(&component),
+            None,
+            Check::Component,
+            e.message,
+        )]
+    })?;
+    let credentials = match registry_credentials {
         None => None,
         Some(rc) => {
             let spec = crate::config::SecretSpec {
@@ -205,12 +221,8 @@ fn oci_source(
                 hosts: None,
             };
             let refs = std::collections::BTreeMap::from([("password".to_string(), spec)]);
-            let mut resolved = resolve_secrets(
-                &refs,
-                env,
-                &cfg.base_dir,
-                &["providers", name, "registry_credentials"],
-            )?;
+            let path: Vec<&str> = at.iter().copied().chain(["registry_credentials"]).collect();
+            let mut resolved = resolve_secrets(&refs, env, base_dir, &path)?;
             let password = resolved.remove("password").unwrap_or_default();
             Some(OciCredentials::new(rc.username.clone(), password))
         }

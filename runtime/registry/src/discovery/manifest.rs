@@ -14,6 +14,12 @@
 //! reply = "hello"
 //! ```
 //!
+//! Instead of `NAME.wasm` beside it, a manifest may name a component in an OCI
+//! registry, `component = "oci://HOST[:PORT]/REPO:TAG@sha256:DIGEST"`, pulled as
+//! the configuration file's are (cached by digest; the registry login is the
+//! operator's `[plugins.NAME.registry_credentials]`). The reference's digest
+//! then pins the bytes, so `sha256` is left out.
+//!
 //! A manifest grants no more than the defaults: limits above the default need
 //! the operator's `[plugins.NAME.limits]` in the configuration file, and
 //! secrets exist only through `[plugins.NAME.secrets]`.
@@ -41,7 +47,13 @@ pub struct PluginManifest {
     pub description: String,
     /// SHA-256 of `NAME.wasm`, 64 hex digits. A component that does not match is
     /// not loaded (it may be half-written) and is retried on the next round.
+    /// Required unless `component` names an OCI reference (empty then).
+    #[serde(default)]
     pub sha256: String,
+    /// `oci://HOST[:PORT]/REPO:TAG@sha256:DIGEST`: the component is pulled from
+    /// an OCI registry instead of read from `NAME.wasm`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
     /// Hosts the plugin may connect to.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
@@ -58,6 +70,7 @@ const KEYS: &[&str] = &[
     "version",
     "description",
     "sha256",
+    "component",
     "allowed_hosts",
     "limits",
     "config",
@@ -90,6 +103,7 @@ impl PluginManifest {
             version: String::new(),
             description: String::new(),
             sha256: String::new(),
+            component: None,
             allowed_hosts: Vec::new(),
             limits: None,
             config: BTreeMap::new(),
@@ -145,6 +159,16 @@ impl PluginManifest {
                         m.sha256 = s;
                     }
                 }
+                "component" => {
+                    if let Some(s) = string(&mut c, e) {
+                        if !crate::oci::OciReference::is_oci(&s) {
+                            c.push(&p, Check::Component, format!("must be an oci://… reference (a local component is {expected}.wasm beside the manifest)"));
+                        } else if let Err(err) = crate::oci::OciReference::parse(&s) {
+                            c.push(&p, Check::Component, err.message);
+                        }
+                        m.component = Some(s);
+                    }
+                }
                 "allowed_hosts" => {
                     if let Some(h) = c.allowed_hosts(&e.node, &p) {
                         m.allowed_hosts = h;
@@ -173,10 +197,24 @@ impl PluginManifest {
                 other => c.unknown_key(&[], other, KEYS),
             }
         }
-        for required in ["name", "version", "sha256"] {
-            if !entries.iter().any(|e| e.key == required) {
+        let has = |key: &str| entries.iter().any(|e| e.key == key);
+        for required in ["name", "version"] {
+            if !has(required) {
                 c.push(&[], Check::Schema, format!("missing key `{required}`"));
             }
+        }
+        match (has("sha256"), has("component")) {
+            (false, false) => c.push(
+                &[],
+                Check::Schema,
+                format!("missing key `sha256` (the SHA-256 of {expected}.wasm), or `component = \"oci://…\"`"),
+            ),
+            (true, true) => c.push(
+                &["sha256"],
+                Check::Schema,
+                "with `component = \"oci://…\"` the reference's @sha256: digest pins the component; remove `sha256`",
+            ),
+            _ => {}
         }
         if c.problems.is_empty() {
             Ok(m)
@@ -313,6 +351,32 @@ mod tests {
             "{shown:#?}"
         );
         assert!(has("bot.toml: missing key `version`"), "{shown:#?}");
+    }
+
+    #[test]
+    fn a_manifest_may_name_an_oci_component_instead_of_a_sha256() {
+        let pinned = format!("oci://127.0.0.1:5000/acme/bot:1@sha256:{}", "a".repeat(64));
+        let m = PluginManifest::parse(
+            &format!("name = \"bot\"\nversion = \"1\"\ncomponent = \"{pinned}\"\n"),
+            "bot.toml",
+        )
+        .unwrap();
+        assert_eq!(m.component.as_deref(), Some(pinned.as_str()));
+        let shown = |text: &str| -> Vec<String> {
+            PluginManifest::parse(text, "bot.toml")
+                .unwrap_err()
+                .iter()
+                .map(|p| p.to_string())
+                .collect()
+        };
+        let both = shown(&format!(
+            "name = \"bot\"\nversion = \"1\"\nsha256 = \"{SHA}\"\ncomponent = \"{pinned}\"\n"
+        ));
+        assert!(both[0].contains("remove `sha256`"), "{both:?}");
+        let path = shown("name = \"bot\"\nversion = \"1\"\ncomponent = \"bot.wasm\"\n");
+        assert!(path[0].contains("must be an oci://"), "{path:?}");
+        let neither = shown("name = \"bot\"\nversion = \"1\"\n");
+        assert!(neither[0].contains("or `component"), "{neither:?}");
     }
 
     #[test]

@@ -5,7 +5,10 @@
 //! with a problem naming the check, and the others load:
 //!
 //! 1. `manifest` — it parses and every field is valid (its name is the file name);
-//! 2. `component` — `NAME.wasm` exists;
+//! 2. `component` — `NAME.wasm` exists (or, with the manifest's `component =
+//!    "oci://…"`, does not: the component is pulled when it is loaded, its
+//!    digest checked as the configuration file's are, and steps 3-4 are the
+//!    registry's digest);
 //! 3. `size` — the component is at most `discovery.max_plugin_bytes`;
 //! 4. `sha256` — the component's SHA-256 is the manifest's (a file still being
 //!    written fails here and is retried on the next round);
@@ -141,37 +144,31 @@ fn plugin(dir: &Path, stem: &str, max_bytes: u64, grants: &Grants<'_>) -> Claim 
             location,
         };
     }
-    // 2-4. The component: present, small enough, the manifest's.
-    let bytes = match read_capped(&wasm_path, max_bytes) {
-        Ok(Some(b)) => b,
-        Ok(None) => {
-            return invalid(one(
-                Check::Size,
-                format!(
-                    "the component is larger than discovery.max_plugin_bytes ({max_bytes} bytes)"
-                ),
-            ))
+    // 2-4. The component: present, small enough, the manifest's; or in a registry.
+    let (source, component_id) = match &manifest.component {
+        Some(reference) => {
+            if wasm_path.exists() {
+                return invalid(one(
+                    Check::Component,
+                    format!("both {wasm_name} and the manifest's component = {reference:?} name the component; keep one"),
+                ));
+            }
+            match super::file::oci_source(
+                reference,
+                grant.registry_credentials.as_ref(),
+                &["plugins", stem],
+                grants.base_dir,
+                grants.env,
+            ) {
+                Ok(oci) => (ComponentSource::Oci(oci), reference.clone()),
+                Err(problems) => return invalid(problems),
+            }
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return invalid(one(Check::Component, format!("{wasm_name} is missing")))
-        }
-        Err(e) => {
-            return invalid(one(
-                Check::Component,
-                format!("cannot read {location}: {e}"),
-            ))
-        }
+        None => match local_component(&wasm_path, &manifest, max_bytes) {
+            Ok((bytes, sha)) => (ComponentSource::Bytes(Arc::from(bytes)), sha),
+            Err((check, msg)) => return invalid(one(check, msg)),
+        },
     };
-    let sha = hex::encode(Sha256::digest(&bytes));
-    if sha != manifest.sha256 {
-        return invalid(one(
-            Check::Sha256,
-            format!(
-                "SHA-256 is {sha} but the manifest says {} (a file still being written is retried on the next round)",
-                manifest.sha256
-            ),
-        ));
-    }
     // 5. Settings: the manifest's, then the operator's grant.
     let mut config = manifest.config.clone();
     config.extend(grant.config.clone());
@@ -212,11 +209,15 @@ fn plugin(dir: &Path, stem: &str, max_bytes: u64, grants: &Grants<'_>) -> Claim 
     };
     let config: Vec<(String, String)> = config.into_iter().collect();
     // `NAME.wasm.minisig` beside the component, if the author signed it; an
-    // unreadable one is as if absent (`[trust]` then decides).
-    let signature = crate::trust::signature_beside(&wasm_path).ok().flatten();
+    // unreadable one is as if absent (`[trust]` then decides). A pulled
+    // component's signature comes with it (its OCI manifest's annotation).
+    let signature = match source {
+        ComponentSource::Oci(_) => None,
+        _ => crate::trust::signature_beside(&wasm_path).ok().flatten(),
+    };
     let fp = fingerprint(&serde_json::json!({
         "origin": "plugin",
-        "sha256": sha,
+        "sha256": component_id,
         "signature": signature.as_deref().map(super::secret_digest),
         "version": manifest.version,
         "config": config,
@@ -228,8 +229,9 @@ fn plugin(dir: &Path, stem: &str, max_bytes: u64, grants: &Grants<'_>) -> Claim 
     Claim::Ready(Box::new(Candidate {
         name: stem.to_string(),
         origin: Origin::Plugin,
-        location,
-        source: ComponentSource::Bytes(Arc::from(bytes)),
+        // Where the component comes from: the file, or the registry reference.
+        location: manifest.component.clone().unwrap_or(location),
+        source,
         settings: ProviderSettings {
             config,
             limits,
@@ -239,6 +241,46 @@ fn plugin(dir: &Path, stem: &str, max_bytes: u64, grants: &Grants<'_>) -> Claim 
         signature,
         fingerprint: fp,
     }))
+}
+
+/// `NAME.wasm`'s bytes and SHA-256, checked against the manifest (steps 2-4).
+fn local_component(
+    wasm_path: &Path,
+    manifest: &PluginManifest,
+    max_bytes: u64,
+) -> Result<(Vec<u8>, String), (Check, String)> {
+    let bytes = match read_capped(wasm_path, max_bytes) {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            return Err((
+                Check::Size,
+                format!(
+                    "the component is larger than discovery.max_plugin_bytes ({max_bytes} bytes)"
+                ),
+            ))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let name = wasm_path.file_name().unwrap_or_default().to_string_lossy();
+            return Err((Check::Component, format!("{name} is missing")));
+        }
+        Err(e) => {
+            return Err((
+                Check::Component,
+                format!("cannot read {}: {e}", wasm_path.display()),
+            ))
+        }
+    };
+    let sha = hex::encode(Sha256::digest(&bytes));
+    if sha != manifest.sha256 {
+        return Err((
+            Check::Sha256,
+            format!(
+                "SHA-256 is {sha} but the manifest says {} (a file still being written is retried on the next round)",
+                manifest.sha256
+            ),
+        ));
+    }
+    Ok((bytes, sha))
 }
 
 /// The file's bytes, `None` when it is larger than `max` (read at most `max + 1`).
