@@ -7,6 +7,13 @@ mod telemetry;
 
 use clap::Parser;
 
+// mimalloc rather than glibc's malloc: on the gateway's hot path glibc's
+// `malloc`/`free` were 12 % of the process's CPU (`malloc_consolidate` and
+// `unlink_chunk` alone 2.7 %), from the many small, short-lived allocations of
+// each request (headers, `wasi:http` resources, JSON). See BENCHMARKS.md, issue 15.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

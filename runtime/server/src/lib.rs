@@ -107,9 +107,23 @@ pub struct ServeOptions {
     pub discovery_finished: bool,
 }
 
-/// What the handlers share.
+/// What the handlers share: one allocation behind an `Arc`, so the clones axum
+/// makes per request (the `State` extractor, each `from_fn_with_state` layer)
+/// are one reference-count bump each instead of a dozen (the issue 15 profile
+/// had cloning and dropping the flat struct at ~2 % of the gateway's CPU).
+/// Fields are read through `Deref`.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<SharedState>);
+
+impl std::ops::Deref for AppState {
+    type Target = SharedState;
+    fn deref(&self) -> &SharedState {
+        &self.0
+    }
+}
+
+/// The fields of [`AppState`].
+pub struct SharedState {
     /// The providers served.
     pub registry: Registry,
     /// The `[server]` section, swapped whole when the configuration file changes.
@@ -245,7 +259,7 @@ impl Server {
         if options.discovery_finished {
             readiness.mark_discovery_finished();
         }
-        let state = AppState {
+        let state = AppState(Arc::new(SharedState {
             metrics,
             registry,
             limiter: Arc::new(Semaphore::new(
@@ -261,7 +275,7 @@ impl Server {
             loopback_only: is_loopback(&local),
             keys: Arc::new(keys),
             client_limits,
-        };
+        }));
         Ok(Server {
             state,
             listener,

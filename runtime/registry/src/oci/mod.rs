@@ -6,6 +6,7 @@
 //! | `layout` | the Wasm OCI artifact layout (one `application/wasm` layer, a `application/vnd.wasm.config.v0+json` config), as wasmCloud, Spin and `wkg` write it |
 //! | `client` | the `oci-client` client: plain HTTP for loopback registries only, errors mapped onto the runtime's codes |
 //! | `cache` | manifests and layers by digest, beside the compile cache |
+//! | `capped_writer` | the download buffer that refuses bytes past the layer's declared size |
 //! | `pull` | a reference → the component's bytes (and its signature), verified |
 //! | `push` | a component file → a registry, returning the digest to pin |
 //! | `credentials` | registry credentials; the password is a secret (redacted `Debug`, never logged) |
@@ -20,6 +21,7 @@
 //! manifest digest; verified against the component bytes by `trust`).
 
 mod cache;
+mod capped_writer;
 mod client;
 mod credentials;
 mod layout;

@@ -8,6 +8,7 @@ use tamma_sandbox::error::{Error, ErrorCode, Result};
 use tamma_sandbox::sandbox::MAX_COMPONENT_BYTES;
 
 use super::cache::OciCache;
+use super::capped_writer::CappedWriter;
 use super::client::{client_for, pull_error};
 use super::credentials::OciCredentials;
 use super::layout::{component_layer, sha256_digest, SIGNATURE_ANNOTATION};
@@ -79,11 +80,23 @@ pub async fn pull(
     let bytes = match cache.get(&layer.digest) {
         Some(b) => b,
         None => {
-            let mut out = Vec::with_capacity(layer.size as usize);
-            client
-                .pull_blob(&image, &layer, &mut out)
-                .await
-                .map_err(|e| pull_error(reference, "pulling the component layer", e))?;
+            // Cut the download at the declared size (already checked against
+            // the limit) rather than discover an oversized layer at the end.
+            let mut sink = CappedWriter::new(layer.size as usize);
+            let pulled = client.pull_blob(&image, &layer, &mut sink).await;
+            if let Err(e) = pulled {
+                if sink.overflowed {
+                    return Err(Error::new(
+                        ErrorCode::InvalidComponent,
+                        format!(
+                            "{reference}: the component layer is larger than its declared {} bytes",
+                            layer.size
+                        ),
+                    ));
+                }
+                return Err(pull_error(reference, "pulling the component layer", e));
+            }
+            let out = sink.bytes;
             let got = sha256_digest(&out);
             if got != layer.digest {
                 return Err(mismatch(reference, "component layer", &layer.digest, &got));

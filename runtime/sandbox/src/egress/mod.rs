@@ -87,6 +87,7 @@
 //! | `address` | [`AddressClass`] and [`classify_ip`]: which addresses need an explicit grant |
 //! | `limits` | [`EgressLimits`]: per-provider timeouts, body cap, concurrency |
 //! | `resolver` | [`Resolver`], [`SystemResolver`], [`StaticResolver`]: name → addresses |
+//! | `dns` | [`CachingResolver`], the default: hickory's stub resolver, answers cached for their TTL |
 //! | `secrets` | [`Secret`] and `{{secret:NAME}}` substitution in header values |
 //! | `counters` | [`RefusalReason`], [`EgressCounters`] and the live atomic counters |
 //! | `policy` | [`EgressPolicy`]: one provider's allowlist, secrets, limits and counters |
@@ -102,6 +103,7 @@ mod client;
 mod config_error;
 mod connect;
 mod counters;
+mod dns;
 mod hook;
 mod limits;
 mod policy;
@@ -119,6 +121,7 @@ pub use address::{classify_ip, AddressClass};
 pub use allowlist::{parse_allowed_hosts, AllowedHost, EgressScheme, HostPattern, PortSpec};
 pub use config_error::EgressConfigError;
 pub use counters::{EgressCounters, RefusalReason};
+pub use dns::CachingResolver;
 pub(crate) use hook::EgressHooks;
 /// An IP network (`addr/prefix`), as held by [`HostPattern::Ip`]; a single
 /// address has the full prefix. IPv4-mapped IPv6 entries are stored as IPv4.

@@ -12,8 +12,9 @@ use tokio::sync::Semaphore;
 use super::allowlist::{parse_allowed_hosts, AllowedHost};
 use super::config_error::EgressConfigError;
 use super::counters::{Counters, EgressCounters};
+use super::dns::CachingResolver;
 use super::limits::{EgressLimits, MAX_CONCURRENT_REQUESTS};
-use super::resolver::{Resolver, SystemResolver};
+use super::resolver::Resolver;
 use super::secrets::{valid_secret_name, Secret};
 
 /// A provider's egress policy: allowed hosts, the secrets the host substitutes
@@ -70,7 +71,7 @@ impl EgressPolicy {
             rules,
             secrets,
             EgressLimits::default(),
-            Arc::new(SystemResolver),
+            Arc::new(CachingResolver::new()),
         )
     }
 
@@ -111,7 +112,7 @@ impl EgressPolicy {
             rules,
             secrets,
             limits,
-            Arc::new(SystemResolver),
+            Arc::new(CachingResolver::new()),
         ))
     }
 
@@ -318,7 +319,7 @@ mod tests {
             vec![],
             BTreeMap::new(),
             limits,
-            Arc::new(SystemResolver),
+            Arc::new(CachingResolver::new()),
         );
         assert_eq!(p.inner.in_flight.available_permits(), 1);
     }
