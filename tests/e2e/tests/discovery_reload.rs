@@ -380,17 +380,17 @@ async fn discovery_never_replaces_or_removes_what_the_admin_api_took_over() {
             let r = d.registry().clone();
             admins.push(tokio::spawn(async move {
                 let name = format!("p{k}");
-                // Staggered, so takeovers land at different points of the rounds.
+                // At a random point of the rounds (a randomly keyed hash).
                 let delay = {
-                    use std::hash::{BuildHasher, Hash, Hasher};
-                    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-                    (k, iteration).hash(&mut h);
-                    h.finish() % 400
+                    use std::hash::BuildHasher;
+                    std::collections::hash_map::RandomState::new().hash_one((k, iteration)) % 400
                 };
                 tokio::time::sleep(Duration::from_millis(delay)).await;
                 let reg = || {
-                    let mut settings = tamma_registry::ProviderSettings::default();
-                    settings.config = vec![("prefix".into(), "admin:".into())];
+                    let settings = tamma_registry::ProviderSettings {
+                        config: vec![("prefix".into(), "admin:".into())],
+                        ..Default::default()
+                    };
                     Registration::new(ComponentSource::Builtin("echo".into()))
                         .with_settings(settings)
                 };
