@@ -304,3 +304,63 @@ targets = ["slow/test-1", "echo/echo-1"]
     s.sigterm();
     assert_eq!(s.wait(Duration::from_secs(30)), 0);
 }
+
+/// SIGTERM while a reload round is adding providers whose `initialize` hangs
+/// (each could take its 120 s init timeout, one after another): `/readyz`
+/// answers 503 at once, the round is cut off, the listener closes after the
+/// drain, and the process exits within drain + grace + shutdown timeout — not
+/// after the round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_reload_round_of_hanging_providers_stops_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(guest("adversarial_init_hang"), dir.path().join("hang.wasm")).unwrap();
+    let base = "[lifecycle]\ninit_timeout_ms = 120000\nshutdown_timeout_ms = 2000\n\
+                [discovery]\nenvironment = false\nauto_refresh_ms = 50\n\
+                [server]\nshutdown_grace_ms = 2000\nshutdown_drain_ms = 1000\n\
+                [providers.echo]\ncomponent = \"echo\"\n";
+    let cfg = dir.path().join("tamma.toml");
+    std::fs::write(&cfg, base).unwrap();
+    let mut s = Served::with_config(&cfg, &[]);
+    s.wait_ready().await;
+    let mut more = base.to_string();
+    for i in 1..=3 {
+        more.push_str(&format!(
+            "[providers.hang{i}]\ncomponent = \"hang.wasm\"\nlimits = {{ init_timeout_ms = 120000 }}\n"
+        ));
+    }
+    let tmp = dir.path().join("tamma.toml.tmp");
+    std::fs::write(&tmp, more).unwrap();
+    std::fs::rename(&tmp, &cfg).unwrap();
+    // The round picks the change up within 50 ms and then compiles and
+    // initializes the first hanging provider.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    s.sigterm();
+    // `/readyz` turns 503 (while the drain still accepts), not after the round.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = client::get(s.addr, "/readyz")
+            .await
+            .unwrap_or_else(|e| panic!("/readyz refused before it said 503: {e}"));
+        if r.status == 503 {
+            break;
+        }
+        assert_eq!(r.status, 200);
+        assert!(
+            Instant::now() < deadline,
+            "/readyz still 200 after SIGTERM: {:?}",
+            s.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Then the listener closes: no request is accepted after the drain.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client::get(s.addr, "/healthz").await.is_ok() {
+        assert!(Instant::now() < deadline, "still accepting after the drain");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // drain 1 s + grace 2 s + shutdown 2 s, with room for a loaded machine;
+    // waiting for the round would take minutes.
+    assert_eq!(s.wait(Duration::from_secs(20)), 0, "{:?}", s.stderr());
+    let err = s.stderr().join("\n");
+    assert!(err.contains("discovery round cancelled"), "{err}");
+}

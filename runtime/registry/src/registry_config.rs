@@ -5,21 +5,53 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 use crate::circuit_breaker::CircuitBreakerConfig;
+use crate::config::bounds::{check, Bound};
+
+/// Longest `health.interval_ms` and breaker period: a day.
+pub const MAX_PERIOD_MS: u64 = 86_400_000;
+/// Longest `health.timeout_ms`, `lifecycle.init_timeout_ms` and
+/// `lifecycle.dispose_timeout_ms`: ten minutes (the sandbox's own phase limit).
+pub const MAX_STEP_TIMEOUT_MS: u64 = tamma_sandbox::limits::MAX_PHASE_TIMEOUT_MS;
+/// Longest `lifecycle.shutdown_timeout_ms`: an hour.
+pub const MAX_SHUTDOWN_TIMEOUT_MS: u64 = 3_600_000;
+/// Most consecutive checks a health threshold may ask for.
+pub const MAX_HEALTH_THRESHOLD: u32 = 1_000;
+
+/// Every `[health]` field's accepted range (`jitter`, a fraction, is checked apart).
+pub const HEALTH_BOUNDS: &[Bound] = &[
+    ("interval_ms", 1, MAX_PERIOD_MS),
+    ("timeout_ms", 1, MAX_STEP_TIMEOUT_MS),
+    ("healthy_threshold", 1, MAX_HEALTH_THRESHOLD as u64),
+    ("unhealthy_threshold", 1, MAX_HEALTH_THRESHOLD as u64),
+];
+
+/// Every `[lifecycle]` field's accepted range.
+pub const LIFECYCLE_BOUNDS: &[Bound] = &[
+    ("init_timeout_ms", 1, MAX_STEP_TIMEOUT_MS),
+    ("dispose_timeout_ms", 1, MAX_STEP_TIMEOUT_MS),
+    ("shutdown_timeout_ms", 1, MAX_SHUTDOWN_TIMEOUT_MS),
+];
 
 /// Health monitoring.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct HealthConfig {
-    /// Time between checks of one provider, ms. Default 30 000.
+    /// Time between checks of one provider, ms. Default 30 000; at most a day.
+    #[schemars(range(min = 1, max = MAX_PERIOD_MS))]
     pub interval_ms: u64,
-    /// Deadline of one check, ms. Default 5 000.
+    /// Deadline of one check, ms. Default 5 000; at most 600 000.
+    #[schemars(range(min = 1, max = MAX_STEP_TIMEOUT_MS))]
     pub timeout_ms: u64,
     /// Random spread added to each interval, as a fraction of it (0–1), so that
     /// providers registered together are not all checked at once. Default 0.1.
     pub jitter: f64,
-    /// Consecutive healthy checks before an unhealthy provider counts as healthy. Default 1.
+    /// Consecutive healthy checks before an unhealthy provider counts as healthy.
+    /// Default 1; at most 1 000.
+    #[schemars(range(min = 1, max = MAX_HEALTH_THRESHOLD))]
     pub healthy_threshold: u32,
-    /// Consecutive failed checks before a healthy provider counts as unhealthy. Default 3.
+    /// Consecutive failed checks before a healthy provider counts as unhealthy.
+    /// Default 3; at most 1 000.
+    #[schemars(range(min = 1, max = MAX_HEALTH_THRESHOLD))]
     pub unhealthy_threshold: u32,
 }
 
@@ -50,12 +82,16 @@ impl HealthConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct LifecycleConfig {
-    /// Most time `initialize` may take (a provider's own limit may be lower), ms. Default 10 000.
+    /// Most time `initialize` may take (a provider's own limit may be lower), ms.
+    /// Default 10 000; at most 600 000.
+    #[schemars(range(min = 1, max = MAX_STEP_TIMEOUT_MS))]
     pub init_timeout_ms: u64,
     /// Most time `dispose` may take, and how long running calls are awaited before
-    /// it (a provider's own limit may be lower), ms. Default 5 000.
+    /// it (a provider's own limit may be lower), ms. Default 5 000; at most 600 000.
+    #[schemars(range(min = 1, max = MAX_STEP_TIMEOUT_MS))]
     pub dispose_timeout_ms: u64,
-    /// Bound of a whole graceful shutdown, ms. Default 30 000.
+    /// Bound of a whole graceful shutdown, ms. Default 30 000; at most an hour.
+    #[schemars(range(min = 1, max = MAX_SHUTDOWN_TIMEOUT_MS))]
     pub shutdown_timeout_ms: u64,
 }
 
@@ -99,23 +135,19 @@ impl RegistryConfig {
     pub fn validate(&self) -> Vec<String> {
         let mut p = Vec::new();
         let h = &self.health;
-        if h.interval_ms == 0 {
-            p.push("health.interval_ms: must be at least 1".to_string());
-        }
-        if h.timeout_ms == 0 {
-            p.push("health.timeout_ms: must be at least 1".to_string());
-        }
+        p.extend(check("health.", HEALTH_BOUNDS, |f| {
+            Some(match f {
+                "interval_ms" => h.interval_ms,
+                "timeout_ms" => h.timeout_ms,
+                "healthy_threshold" => h.healthy_threshold.into(),
+                _ => h.unhealthy_threshold.into(),
+            })
+        }));
         if !(0.0..=1.0).contains(&h.jitter) {
             p.push(format!(
                 "health.jitter: must be between 0 and 1, got {}",
                 h.jitter
             ));
-        }
-        if h.healthy_threshold == 0 {
-            p.push("health.healthy_threshold: must be at least 1".to_string());
-        }
-        if h.unhealthy_threshold == 0 {
-            p.push("health.unhealthy_threshold: must be at least 1".to_string());
         }
         p.extend(
             self.circuit_breaker
@@ -124,15 +156,13 @@ impl RegistryConfig {
                 .map(|e| format!("circuit_breaker.{e}")),
         );
         let l = &self.lifecycle;
-        for (name, v) in [
-            ("init_timeout_ms", l.init_timeout_ms),
-            ("dispose_timeout_ms", l.dispose_timeout_ms),
-            ("shutdown_timeout_ms", l.shutdown_timeout_ms),
-        ] {
-            if v == 0 {
-                p.push(format!("lifecycle.{name}: must be at least 1"));
-            }
-        }
+        p.extend(check("lifecycle.", LIFECYCLE_BOUNDS, |f| {
+            Some(match f {
+                "init_timeout_ms" => l.init_timeout_ms,
+                "dispose_timeout_ms" => l.dispose_timeout_ms,
+                _ => l.shutdown_timeout_ms,
+            })
+        }));
         p.extend(self.trust.validate());
         p
     }

@@ -14,8 +14,9 @@ use serde::{Deserialize, Serialize};
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
-    /// Fuel (roughly: wasm instructions) each guest call may burn. Default 5e9.
-    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
+    /// Fuel (roughly: wasm instructions) each guest call may burn. Default 5e9;
+    /// at most 10^14, more than the longest call deadline can burn.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = MAX_FUEL)))]
     pub fuel: u64,
     /// Linear memory cap per instance, MiB. Default 128.
     #[cfg_attr(feature = "schema", schemars(range(min = 1, max = MAX_MEMORY_MIB)))]
@@ -57,6 +58,11 @@ pub struct Limits {
     pub max_calls_per_instance: u64,
 }
 
+/// Largest accepted `fuel` (10^14): a guest burns a few 10^9 a second at most,
+/// so even an hour-long call (`MAX_TIMEOUT_MS`) is stopped by its deadline
+/// first; a larger value is nonsense (or `u64::MAX` meaning "off", which fuel
+/// never is).
+pub const MAX_FUEL: u64 = 100_000_000_000_000;
 /// Smallest and largest accepted values, shared by validation and docs.
 pub const MAX_MEMORY_MIB: u64 = 4096;
 /// Largest accepted `max_concurrency`.
@@ -83,7 +89,7 @@ pub const MAX_CALLS_PER_INSTANCE: u64 = 1_000_000_000_000;
 /// would make every log call trap, so they start at 1 too; `queue_timeout_ms` may
 /// be 0 (refuse at once when every instance is busy).
 pub const BOUNDS: &[(&str, u64, u64)] = &[
-    ("fuel", 1, u64::MAX),
+    ("fuel", 1, MAX_FUEL),
     ("memory_mib", 1, MAX_MEMORY_MIB),
     ("timeout_ms", 1, MAX_TIMEOUT_MS),
     ("init_timeout_ms", 1, MAX_PHASE_TIMEOUT_MS),
@@ -185,7 +191,7 @@ mod tests {
     #[test]
     fn every_problem_is_listed() {
         let l = Limits {
-            fuel: 0,
+            fuel: MAX_FUEL + 1,
             memory_mib: 0,
             max_concurrency: 0,
             ..Limits::default()

@@ -114,7 +114,7 @@ async fn infinite_loop_exhausts_fuel() {
 async fn infinite_loop_with_ample_fuel_hits_the_deadline() {
     under_attack(|| async {
         let limits = Limits {
-            fuel: u64::MAX / 2,
+            fuel: tamma_sandbox::limits::MAX_FUEL,
             timeout_ms: 300,
             ..Limits::default()
         };

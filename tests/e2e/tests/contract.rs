@@ -308,7 +308,7 @@ async fn spin_exhausts_fuel(name: &str) {
 
 async fn spin_with_ample_fuel_times_out(name: &str) {
     let limits = Limits {
-        fuel: u64::MAX / 2,
+        fuel: tamma_sandbox::limits::MAX_FUEL,
         timeout_ms: 500,
         ..Limits::default()
     };

@@ -326,3 +326,124 @@ async fn a_failed_reload_keeps_the_previous_version_and_reports_why() {
     assert_eq!(d.refresh().await.replaced, ["bot"]);
     assert_eq!(answer(&d, "bot", "x").await, "three:x");
 }
+
+/// Many admin takeovers racing discovery rounds that replace (a changed file)
+/// and remove (an emptied file) the same providers: whatever the interleaving,
+/// a provider the admin API took over is never replaced or removed by
+/// discovery afterwards (`Registry::replace_if` / `unregister_if` check the
+/// origin under the provider's lifecycle lock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_never_replaces_or_removes_what_the_admin_api_took_over() {
+    use tamma_registry::{ComponentSource, ErrorCode, Origin, Registration};
+    const NAMES: usize = 6;
+    const ITERATIONS: usize = 10;
+    let file = |variant: usize| -> String {
+        let mut t = String::from("[discovery]\nenvironment = false\n");
+        if variant % 3 != 2 {
+            for k in 0..NAMES {
+                // Each version takes 40 ms to initialize: the window in which a
+                // takeover lands between discovery's decision and its swap.
+                t.push_str(&format!(
+                    "[providers.p{k}]\ncomponent = \"tp.wasm\"\nconfig = {{ reply = \"v{variant}\", init_hang_ms = \"40\" }}\n"
+                ));
+            }
+        }
+        t
+    };
+    for iteration in 0..ITERATIONS {
+        let dir = tempdir();
+        std::fs::copy(
+            tamma_e2e::guest("test_provider"),
+            dir.path().join("tp.wasm"),
+        )
+        .unwrap();
+        let cfg = write(&dir.path().join("tamma.toml"), &file(0));
+        let d = discovery(Some(&cfg), None, &[]);
+        assert_eq!(d.discover_all().await.registered.len(), NAMES);
+        let stop = Arc::new(AtomicBool::new(false));
+        let rounds_done = Arc::new(AtomicUsize::new(0));
+        let rounds = tokio::spawn({
+            let (d, cfg, stop, rounds_done) =
+                (d.clone(), cfg.clone(), stop.clone(), rounds_done.clone());
+            async move {
+                let mut round = 1;
+                while !stop.load(Ordering::Acquire) {
+                    write(&cfg, &file(round));
+                    d.refresh().await;
+                    round += 1;
+                    rounds_done.fetch_add(1, Ordering::AcqRel);
+                }
+            }
+        });
+        let mut admins = Vec::new();
+        for k in 0..NAMES {
+            let r = d.registry().clone();
+            admins.push(tokio::spawn(async move {
+                let name = format!("p{k}");
+                // At a random point of the rounds (a randomly keyed hash).
+                let delay = {
+                    use std::hash::BuildHasher;
+                    std::collections::hash_map::RandomState::new().hash_one((k, iteration)) % 400
+                };
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+                let reg = || {
+                    let settings = tamma_registry::ProviderSettings {
+                        config: vec![("prefix".into(), "admin:".into())],
+                        ..Default::default()
+                    };
+                    Registration::new(ComponentSource::Builtin("echo".into()))
+                        .with_settings(settings)
+                };
+                loop {
+                    match r.replace(&name, reg()).await {
+                        Ok(s) => {
+                            assert_eq!(s.metadata.source, Origin::Api);
+                            return;
+                        }
+                        Err(e) if e.code == ErrorCode::NotFound => {}
+                        Err(e) => panic!("{name}: replace: {e}"),
+                    }
+                    match r.register(&name, reg()).await {
+                        Ok(_) => return,
+                        Err(e) if e.code == ErrorCode::AlreadyExists => {}
+                        Err(e) => panic!("{name}: register: {e}"),
+                    }
+                    // Both refusals come back without awaiting anything: let the
+                    // round (which holds the name) run.
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }));
+        }
+        for a in admins {
+            a.await.unwrap();
+        }
+        // More rounds after every takeover, each of them replacing or removing
+        // every provider discovery still thinks it owns.
+        let after = rounds_done.load(Ordering::Acquire);
+        eventually("three more discovery rounds", || {
+            let rounds_done = rounds_done.clone();
+            async move { rounds_done.load(Ordering::Acquire) >= after + 3 }
+        })
+        .await;
+        stop.store(true, Ordering::Release);
+        rounds.await.unwrap();
+        for k in 0..NAMES {
+            let name = format!("p{k}");
+            let snap = d
+                .registry()
+                .snapshot_of(&name)
+                .unwrap_or_else(|e| panic!("iteration {iteration}: {name} was removed: {e}"));
+            assert_eq!(
+                snap.metadata.source,
+                Origin::Api,
+                "iteration {iteration}: {name}"
+            );
+            assert_eq!(
+                answer(&d, &name, "x").await,
+                "admin:x",
+                "iteration {iteration}"
+            );
+        }
+        assert!(d.owned().await.is_empty(), "{:?}", d.owned().await);
+    }
+}

@@ -603,7 +603,7 @@ async fn shutdown_with_a_hanging_guest_finishes_within_its_timeout() {
         .await
         .unwrap();
     let mut busy = test_provider(&[]);
-    busy.settings.limits.fuel = u64::MAX / 2; // spin until cut off, not until out of fuel
+    busy.settings.limits.fuel = tamma_sandbox::limits::MAX_FUEL; // spin until cut off, not until out of fuel
     r.register("busy", busy).await.unwrap();
     let handle = r.get("busy").unwrap();
     let call =

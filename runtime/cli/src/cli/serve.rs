@@ -260,7 +260,12 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     // providers load.
     let serving = tokio::spawn(server.run(async move {
         shutdown_signal().await;
-        // No discovery round may start while the registry shuts down.
+        // Stop accepting (and `/readyz` 503) at once: a round in progress is cut
+        // off, not waited for — it may be initializing providers one after
+        // another, each for up to its init timeout — and no other starts while
+        // the registry shuts down. What remains is bounded by the drain, the
+        // grace and the registry's shutdown timeout.
+        stopping.cancel_rounds();
         stopping.stop_auto_refresh().await;
     }));
     announce(addr, args.log_format);

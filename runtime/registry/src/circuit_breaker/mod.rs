@@ -63,38 +63,63 @@ use rate_window::RateWindow;
 /// by `recovery_timeout` so a breaker tuned for fast recovery is not slowed.
 pub const HALF_OPEN_RETRY_AFTER: Duration = Duration::from_secs(1);
 
+/// Most failures (`failure_threshold`) or calls (`minimum_calls`) a breaker may
+/// count before it judges.
+pub const MAX_BREAKER_CALLS: u32 = 1_000_000;
+/// Most probes in flight (`half_open_max_probes`) and successes needed
+/// (`success_threshold`) while half-open.
+pub const MAX_BREAKER_PROBES: u32 = 1_000;
+/// Longest `monitoring_period_ms` and `recovery_timeout_ms`: a day.
+pub const MAX_BREAKER_PERIOD_MS: u64 = crate::registry_config::MAX_PERIOD_MS;
+
+/// Every `[circuit_breaker]` field's accepted range (`mode` aside).
+pub const BREAKER_BOUNDS: &[crate::config::bounds::Bound] = &[
+    ("failure_threshold", 1, MAX_BREAKER_CALLS as u64),
+    ("monitoring_period_ms", 1, MAX_BREAKER_PERIOD_MS),
+    ("recovery_timeout_ms", 1, MAX_BREAKER_PERIOD_MS),
+    ("half_open_max_probes", 1, MAX_BREAKER_PROBES as u64),
+    ("success_threshold", 1, MAX_BREAKER_PROBES as u64),
+    ("failure_rate_threshold", 1, 100),
+    ("minimum_calls", 1, MAX_BREAKER_CALLS as u64),
+];
+
 /// Tuning for one breaker. Serialized with durations as integer milliseconds
 /// (`monitoring_period_ms`, `recovery_timeout_ms`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct CircuitBreakerConfig {
-    /// Failures within `monitoring_period` that open the breaker.
+    /// Failures within `monitoring_period` that open the breaker (at most 10^6).
+    #[schemars(range(min = 1, max = MAX_BREAKER_CALLS))]
     pub failure_threshold: u32,
-    /// Failures older than this are forgotten.
+    /// Failures older than this are forgotten (at most a day).
     #[serde(
         rename = "monitoring_period_ms",
         with = "tamma_sandbox::time::serde_ms::whole"
     )]
-    #[schemars(with = "u64")]
+    #[schemars(with = "u64", range(min = 1, max = MAX_BREAKER_PERIOD_MS))]
     pub monitoring_period: Duration,
-    /// How long the breaker stays open before probes are allowed.
+    /// How long the breaker stays open before probes are allowed (at most a day).
     #[serde(
         rename = "recovery_timeout_ms",
         with = "tamma_sandbox::time::serde_ms::whole"
     )]
-    #[schemars(with = "u64")]
+    #[schemars(with = "u64", range(min = 1, max = MAX_BREAKER_PERIOD_MS))]
     pub recovery_timeout: Duration,
-    /// Probe calls allowed in flight at once while half-open.
+    /// Probe calls allowed in flight at once while half-open (at most 1 000).
+    #[schemars(range(min = 1, max = MAX_BREAKER_PROBES))]
     pub half_open_max_probes: u32,
-    /// Successful probes needed to close the breaker.
+    /// Successful probes needed to close the breaker (at most 1 000).
+    #[schemars(range(min = 1, max = MAX_BREAKER_PROBES))]
     pub success_threshold: u32,
     /// How the breaker decides to open: `count` (default) or `rate`.
     pub mode: BreakerMode,
     /// Rate mode: percentage (1–100) of failed calls in the window that opens
     /// the breaker. Default 50.
+    #[schemars(range(min = 1, max = 100))]
     pub failure_rate_threshold: u8,
     /// Rate mode: calls finished in the window before the rate is judged.
-    /// Default 20.
+    /// Default 20; at most 10^6.
+    #[schemars(range(min = 1, max = MAX_BREAKER_CALLS))]
     pub minimum_calls: u32,
 }
 
@@ -131,31 +156,17 @@ impl CircuitBreakerConfig {
     /// Every problem with this config, so an operator fixes them in one go.
     /// Empty means valid.
     pub fn validate(&self) -> Vec<String> {
-        let mut problems = Vec::new();
-        if self.failure_threshold < 1 {
-            problems.push("failure_threshold must be at least 1 (got 0)".to_string());
-        }
-        if self.monitoring_period.is_zero() {
-            problems.push("monitoring_period_ms must be greater than 0".to_string());
-        }
-        if self.recovery_timeout.is_zero() {
-            problems.push("recovery_timeout_ms must be greater than 0".to_string());
-        }
-        if self.half_open_max_probes < 1 {
-            problems.push("half_open_max_probes must be at least 1 (got 0)".to_string());
-        }
-        if self.success_threshold < 1 {
-            problems.push("success_threshold must be at least 1 (got 0)".to_string());
-        }
-        if !(1..=100).contains(&self.failure_rate_threshold) {
-            problems.push(format!(
-                "failure_rate_threshold must be between 1 and 100 (got {})",
-                self.failure_rate_threshold
-            ));
-        }
-        if self.minimum_calls < 1 {
-            problems.push("minimum_calls must be at least 1 (got 0)".to_string());
-        }
+        let mut problems = crate::config::bounds::check("", BREAKER_BOUNDS, |f| {
+            Some(match f {
+                "failure_threshold" => self.failure_threshold.into(),
+                "monitoring_period_ms" => millis(self.monitoring_period),
+                "recovery_timeout_ms" => millis(self.recovery_timeout),
+                "half_open_max_probes" => self.half_open_max_probes.into(),
+                "success_threshold" => self.success_threshold.into(),
+                "failure_rate_threshold" => self.failure_rate_threshold.into(),
+                _ => self.minimum_calls.into(),
+            })
+        });
         if self.success_threshold > self.half_open_max_probes {
             problems.push(format!(
                 "success_threshold ({}) must not exceed half_open_max_probes ({})",

@@ -107,11 +107,21 @@ impl<'a> Checker<'a> {
     pub fn validated(&mut self, path: &[&str], lines: Vec<String>) {
         for l in lines {
             let ident_len = l
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+                .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '[' | ']')))
                 .unwrap_or(l.len());
             let (ident, rest) = l.split_at(ident_len);
             let mut full: Vec<&str> = path.to_vec();
-            full.extend(ident.split('.').filter(|s| !s.is_empty()));
+            // `keys[0].rpm` is `keys`, `[0]`, `rpm`: the document locates array
+            // elements by `[N]` segments.
+            for part in ident.split('.').filter(|s| !s.is_empty()) {
+                match part.find('[') {
+                    Some(i) if i > 0 => {
+                        full.push(&part[..i]);
+                        full.push(&part[i..]);
+                    }
+                    _ => full.push(part),
+                }
+            }
             let message = match rest.strip_prefix(':') {
                 Some(m) => m.trim().to_string(),
                 None => l.clone(),

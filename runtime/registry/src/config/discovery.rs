@@ -11,6 +11,18 @@ use tamma_sandbox::sandbox::MAX_COMPONENT_BYTES;
 /// Smallest accepted non-zero `auto_refresh_ms`.
 pub const MIN_AUTO_REFRESH_MS: u64 = 10;
 
+/// Longest `auto_refresh_ms`: a day.
+pub const MAX_AUTO_REFRESH_MS: u64 = crate::registry_config::MAX_PERIOD_MS;
+/// Largest `max_plugin_bytes`: the sandbox's component size cap.
+const MAX_PLUGIN_BYTES: u64 = MAX_COMPONENT_BYTES as u64;
+
+/// Every `[discovery]` field's accepted range (`auto_refresh_ms` is also 0 or
+/// at least [`MIN_AUTO_REFRESH_MS`], which a range cannot say).
+pub const DISCOVERY_BOUNDS: &[super::bounds::Bound] = &[
+    ("auto_refresh_ms", 0, MAX_AUTO_REFRESH_MS),
+    ("max_plugin_bytes", 1, MAX_PLUGIN_BYTES),
+];
+
 /// The `[discovery]` section.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
@@ -22,9 +34,12 @@ pub struct DiscoveryConfig {
     /// directory. Default: none.
     pub plugin_dir: Option<PathBuf>,
     /// How often the file and the plugin directory are re-read, ms; 0 = never
-    /// (changes need `tamma` to be told). Default 5 000.
+    /// (changes need `tamma` to be told). Default 5 000; otherwise at least 10 and
+    /// at most a day.
+    #[schemars(range(max = MAX_AUTO_REFRESH_MS))]
     pub auto_refresh_ms: u64,
     /// Largest plugin component accepted, bytes. Default 64 MiB (the sandbox's maximum).
+    #[schemars(range(min = 1, max = MAX_PLUGIN_BYTES))]
     pub max_plugin_bytes: u64,
 }
 
@@ -42,17 +57,16 @@ impl Default for DiscoveryConfig {
 impl DiscoveryConfig {
     /// Every problem, as `field: reason` (empty when valid).
     pub fn validate(&self) -> Vec<String> {
-        let mut p = Vec::new();
+        let mut p = super::bounds::check("", DISCOVERY_BOUNDS, |f| {
+            Some(match f {
+                "auto_refresh_ms" => self.auto_refresh_ms,
+                _ => self.max_plugin_bytes,
+            })
+        });
         if self.auto_refresh_ms != 0 && self.auto_refresh_ms < MIN_AUTO_REFRESH_MS {
             p.push(format!(
                 "auto_refresh_ms: must be 0 (off) or at least {MIN_AUTO_REFRESH_MS}, got {}",
                 self.auto_refresh_ms
-            ));
-        }
-        if !(1..=MAX_COMPONENT_BYTES as u64).contains(&self.max_plugin_bytes) {
-            p.push(format!(
-                "max_plugin_bytes: must be between 1 and {MAX_COMPONENT_BYTES}, got {}",
-                self.max_plugin_bytes
             ));
         }
         p

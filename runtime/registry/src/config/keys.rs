@@ -24,6 +24,30 @@ use serde::{Deserialize, Serialize};
 
 use super::server::{SecretRef, MIN_TOKEN_CHARS};
 
+/// Most requests a minute a key may be given.
+pub const MAX_RPM: u64 = 1_000_000_000;
+/// Most tokens a minute a key may be given.
+pub const MAX_TPM: u64 = 1_000_000_000_000;
+/// Most requests of one key at once.
+pub const MAX_KEY_CONCURRENT: u32 = 1_000_000;
+/// Largest token budget (10^15): the Redis store counts in Lua, whose numbers
+/// are exact only up to 2^53.
+pub const MAX_BUDGET_TOKENS: u64 = 1_000_000_000_000_000;
+/// Longest `[server.limits_store] timeout_ms`: a minute (a request waits this
+/// long for the store on every call).
+pub const MAX_STORE_TIMEOUT_MS: u64 = 60_000;
+
+/// Every `[[server.keys]]` number's accepted range (when set).
+pub const CLIENT_KEY_BOUNDS: &[super::bounds::Bound] = &[
+    ("rpm", 1, MAX_RPM),
+    ("tpm", 1, MAX_TPM),
+    ("max_concurrent", 1, MAX_KEY_CONCURRENT as u64),
+];
+/// A key's `budget` and its accepted range.
+pub const BUDGET_BOUNDS: &[super::bounds::Bound] = &[("tokens", 1, MAX_BUDGET_TOKENS)];
+/// `[server.limits_store]`'s accepted range.
+pub const LIMITS_STORE_BOUNDS: &[super::bounds::Bound] = &[("timeout_ms", 1, MAX_STORE_TIMEOUT_MS)];
+
 /// `[server.auth]`: whether `/v1` needs a client key.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
@@ -55,14 +79,17 @@ pub struct ClientKey {
     /// the key may use. Unset: every model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub models: Option<Vec<String>>,
-    /// Requests per minute (a calendar minute, UTC).
+    /// Requests per minute (a calendar minute, UTC); at most 10^9.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = MAX_RPM))]
     pub rpm: Option<u64>,
-    /// Tokens (input + output, from the answers' usage) per minute.
+    /// Tokens (input + output, from the answers' usage) per minute; at most 10^12.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = MAX_TPM))]
     pub tpm: Option<u64>,
-    /// Requests (streams included) served at once, per replica.
+    /// Requests (streams included) served at once, per replica; at most 10^6.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = MAX_KEY_CONCURRENT))]
     pub max_concurrent: Option<u32>,
     /// Tokens per calendar day or month (UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -73,7 +100,8 @@ pub struct ClientKey {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Budget {
-    /// Tokens (input + output) per period.
+    /// Tokens (input + output) per period; at most 10^15.
+    #[schemars(range(min = 1, max = MAX_BUDGET_TOKENS))]
     pub tokens: u64,
     /// The period: a calendar day or month, UTC.
     pub period: BudgetPeriod,
@@ -110,8 +138,9 @@ pub struct LimitsStoreConfig {
     /// What a request gets when the store does not answer in time.
     #[serde(default)]
     pub on_error: OnStoreError,
-    /// How long a request waits for the store, ms. Default 50.
+    /// How long a request waits for the store, ms. Default 50; at most 60 000.
     #[serde(default = "default_store_timeout_ms")]
+    #[schemars(range(min = 1, max = MAX_STORE_TIMEOUT_MS))]
     pub timeout_ms: u64,
 }
 
@@ -203,21 +232,29 @@ pub(crate) fn validate(keys: &[ClientKey], store: Option<&LimitsStoreConfig>, p:
                 }
             }
         }
-        for (field, v) in [
-            ("rpm", k.rpm),
-            ("tpm", k.tpm),
-            ("max_concurrent", k.max_concurrent.map(u64::from)),
-            ("budget.tokens", k.budget.as_ref().map(|b| b.tokens)),
-        ] {
-            if v == Some(0) {
-                p.push(format!("{at}.{field}: must be at least 1"));
-            }
+        p.extend(super::bounds::check(
+            &format!("{at}."),
+            CLIENT_KEY_BOUNDS,
+            |f| match f {
+                "rpm" => k.rpm,
+                "tpm" => k.tpm,
+                _ => k.max_concurrent.map(u64::from),
+            },
+        ));
+        if let Some(b) = &k.budget {
+            p.extend(super::bounds::check(
+                &format!("{at}.budget."),
+                BUDGET_BOUNDS,
+                |_| Some(b.tokens),
+            ));
         }
     }
     if let Some(s) = store {
-        if s.timeout_ms == 0 {
-            p.push("server.limits_store.timeout_ms: must be at least 1".into());
-        }
+        p.extend(super::bounds::check(
+            "server.limits_store.",
+            LIMITS_STORE_BOUNDS,
+            |_| Some(s.timeout_ms),
+        ));
         match &s.url {
             StoreUrl::Inline(u) if !(u.starts_with("redis://") || u.starts_with("rediss://")) => {
                 p.push("server.limits_store.url: must start with redis:// or rediss://".into())

@@ -19,6 +19,7 @@
 //! | `document` | the parsed TOML or JSON document that remembers the line of every key and value |
 //! | `checker` | the `Checker`: problem collection and typed readers over the document |
 //! | `redact` | keeping values (maybe secrets) out of serde's messages |
+//! | [`bounds`] | the accepted range of every numeric setting (one table per section), checked by validation and stated in the schema |
 //! | `validate` | the per-section checks that turn a document into a [`Config`] |
 //! | `schema` | [`Config::json_schema`] |
 //!
@@ -49,6 +50,7 @@ use serde::{Deserialize, Serialize};
 use crate::circuit_breaker::CircuitBreakerConfig;
 use crate::registry_config::{HealthConfig, LifecycleConfig, RegistryConfig};
 
+pub mod bounds;
 pub(crate) mod checker;
 mod discovery;
 pub(crate) mod document;

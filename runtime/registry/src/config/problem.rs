@@ -119,19 +119,29 @@ impl ConfigCheck {
 
 /// Join path segments with dots, quoting segments that hold a dot (as TOML does).
 pub(crate) fn join_path(segments: &[&str]) -> String {
-    segments
-        .iter()
-        .map(|s| {
-            if s.is_empty()
-                || s.contains(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
-            {
-                format!("{s:?}")
-            } else {
-                s.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(".")
+    let mut out = String::new();
+    for s in segments {
+        let index = s.len() > 2
+            && s.starts_with('[')
+            && s.ends_with(']')
+            && s[1..s.len() - 1].bytes().all(|b| b.is_ascii_digit());
+        if index && !out.is_empty() {
+            // An array element: `keys[0]`, as the validation messages write it.
+            out.push_str(s);
+            continue;
+        }
+        if !out.is_empty() {
+            out.push('.');
+        }
+        if s.is_empty()
+            || s.contains(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        {
+            out.push_str(&format!("{s:?}"));
+        } else {
+            out.push_str(s);
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -54,15 +54,16 @@ pub struct ServerConfig {
     /// targets (`<provider>/<model>`), the first picked by the route's strategy.
     pub routes: BTreeMap<String, RouteConfig>,
     /// After SIGTERM/SIGINT, how long running requests may take to finish before
-    /// they are cut off, ms. Default 30 000. (The registry's own shutdown follows,
-    /// bounded by `registry.lifecycle.shutdown_timeout_ms`.)
+    /// they are cut off, ms. Default 30 000; at most an hour. (The registry's own
+    /// shutdown follows, bounded by `registry.lifecycle.shutdown_timeout_ms`.)
+    #[schemars(range(min = 1, max = MAX_SHUTDOWN_GRACE_MS))]
     pub shutdown_grace_ms: u64,
     /// After SIGTERM/SIGINT and before the listener closes, how long the server
     /// keeps accepting and serving while `/readyz` answers 503, ms, so that load
     /// balancers and Kubernetes readiness probes see the drain instead of refused
     /// connections. Default 0 (close at once); under Kubernetes give it the probe's
     /// `periodSeconds × failureThreshold` or more. At most 600 000.
-    #[schemars(range(max = 600_000))]
+    #[schemars(range(max = MAX_SHUTDOWN_DRAIN_MS))]
     pub shutdown_drain_ms: u64,
     /// Whether `/v1` needs a client key (`[server.auth]`).
     pub auth: AuthConfig,
@@ -130,9 +131,20 @@ pub struct ServerLimits {
     pub max_outbound_requests: u32,
 }
 
+/// Longest `shutdown_grace_ms`: an hour.
+pub const MAX_SHUTDOWN_GRACE_MS: u64 = 3_600_000;
+/// Longest `shutdown_drain_ms`: ten minutes.
+pub const MAX_SHUTDOWN_DRAIN_MS: u64 = 600_000;
+
+/// The `[server]` section's own numeric fields and their accepted ranges.
+pub const SERVER_BOUNDS: &[super::bounds::Bound] = &[
+    ("shutdown_grace_ms", 1, MAX_SHUTDOWN_GRACE_MS),
+    ("shutdown_drain_ms", 0, MAX_SHUTDOWN_DRAIN_MS),
+];
+
 /// Every `[server.limits]` field's accepted range, `(field, min, max)`: what
 /// validation checks and the JSON Schema says.
-pub const SERVER_LIMIT_BOUNDS: &[(&str, u64, u64)] = &[
+pub const SERVER_LIMIT_BOUNDS: &[super::bounds::Bound] = &[
     ("max_body_bytes", 1, 1 << 30),
     ("max_upload_bytes", 1, 1 << 30),
     ("header_read_timeout_ms", 1, 600_000),
@@ -327,6 +339,15 @@ pub const MAX_RETRY_BUDGET_MS: u64 = 600_000;
 /// Most targets in one route.
 pub const MAX_ROUTE_TARGETS: usize = 64;
 
+/// Every `retries` field's accepted range (`max_ms` must also be at least
+/// `base_ms`).
+pub const ROUTE_RETRY_BOUNDS: &[super::bounds::Bound] = &[
+    ("attempts", 0, MAX_ROUTE_RETRIES as u64),
+    ("base_ms", 1, MAX_RETRY_BUDGET_MS),
+    ("max_ms", 1, MAX_RETRY_BUDGET_MS),
+    ("budget_ms", 1, MAX_RETRY_BUDGET_MS),
+];
+
 /// Retries of a route's targets: on a provider failure (trap, sandbox limit,
 /// timeout, retryable guest error such as an upstream 429/503) before the first
 /// byte reached the client, the same target is tried again after a full-jitter
@@ -336,14 +357,18 @@ pub const MAX_ROUTE_TARGETS: usize = 64;
 #[serde(default, deny_unknown_fields)]
 pub struct RouteRetries {
     /// Retries of one target after its first attempt (0-5). Default 2.
+    #[schemars(range(max = MAX_ROUTE_RETRIES))]
     pub attempts: u32,
-    /// Shortest backoff, ms. Default 200.
+    /// Shortest backoff, ms. Default 200; at most 600 000.
+    #[schemars(range(min = 1, max = MAX_RETRY_BUDGET_MS))]
     pub base_ms: u64,
     /// Longest backoff, ms (the n-th retry waits at random between `base_ms`
-    /// and `min(max_ms, base_ms * 2^n)`). Default 2 000.
+    /// and `min(max_ms, base_ms * 2^n)`). Default 2 000; at most 600 000.
+    #[schemars(range(min = 1, max = MAX_RETRY_BUDGET_MS))]
     pub max_ms: u64,
     /// Time from the start of the request after which no retry starts, ms
-    /// (fallback to the next target still does). Default 10 000.
+    /// (fallback to the next target still does). Default 10 000; at most 600 000.
+    #[schemars(range(min = 1, max = MAX_RETRY_BUDGET_MS))]
     pub budget_ms: u64,
 }
 
@@ -372,38 +397,29 @@ impl ServerConfig {
         if let Err(e) = self.listen_addr() {
             p.push(format!("server.listen: {e}"));
         }
-        if self.shutdown_grace_ms == 0 {
-            p.push("server.shutdown_grace_ms: must be at least 1".into());
-        }
-        if self.shutdown_drain_ms > 600_000 {
-            p.push(format!(
-                "server.shutdown_drain_ms: must be at most 600000, got {}",
-                self.shutdown_drain_ms
-            ));
-        }
+        p.extend(super::bounds::check("server.", SERVER_BOUNDS, |f| {
+            Some(match f {
+                "shutdown_grace_ms" => self.shutdown_grace_ms,
+                _ => self.shutdown_drain_ms,
+            })
+        }));
         let l = &self.limits;
-        for (field, v) in [
-            ("max_body_bytes", l.max_body_bytes),
-            ("max_upload_bytes", l.max_upload_bytes),
-            ("header_read_timeout_ms", l.header_read_timeout_ms),
-            ("body_read_timeout_ms", l.body_read_timeout_ms),
-            ("max_concurrent_requests", l.max_concurrent_requests as u64),
-            ("max_connections", l.max_connections as u64),
-            ("write_stall_timeout_ms", l.write_stall_timeout_ms),
-            ("max_outbound_requests", l.max_outbound_requests as u64),
-        ] {
-            let (min, max) = SERVER_LIMIT_BOUNDS
-                .iter()
-                .find(|b| b.0 == field)
-                .map_or((1, u64::MAX), |b| (b.1, b.2));
-            if v == 0 {
-                p.push(format!("server.limits.{field}: must be at least 1"));
-            } else if !(min..=max).contains(&v) {
-                p.push(format!(
-                    "server.limits.{field}: must be between {min} and {max}, got {v}"
-                ));
-            }
-        }
+        p.extend(super::bounds::check(
+            "server.limits.",
+            SERVER_LIMIT_BOUNDS,
+            |f| {
+                Some(match f {
+                    "max_body_bytes" => l.max_body_bytes,
+                    "max_upload_bytes" => l.max_upload_bytes,
+                    "header_read_timeout_ms" => l.header_read_timeout_ms,
+                    "body_read_timeout_ms" => l.body_read_timeout_ms,
+                    "max_concurrent_requests" => l.max_concurrent_requests.into(),
+                    "max_connections" => l.max_connections.into(),
+                    "write_stall_timeout_ms" => l.write_stall_timeout_ms,
+                    _ => l.max_outbound_requests.into(),
+                })
+            },
+        ));
         let mut names = std::collections::BTreeSet::new();
         for (i, t) in self.admin.tokens.iter().enumerate() {
             let at = format!("server.admin.tokens[{i}]");
@@ -483,25 +499,22 @@ fn route_problems(at: &str, route: &RouteConfig) -> Vec<String> {
     }
     if let Some(r) = &route.retries {
         let at = format!("{at}.retries");
-        if r.attempts > MAX_ROUTE_RETRIES {
-            p.push(format!(
-                "{at}.attempts: must be at most {MAX_ROUTE_RETRIES}, got {}",
-                r.attempts
-            ));
-        }
-        if r.base_ms == 0 {
-            p.push(format!("{at}.base_ms: must be at least 1"));
-        }
+        p.extend(super::bounds::check(
+            &format!("{at}."),
+            ROUTE_RETRY_BOUNDS,
+            |f| {
+                Some(match f {
+                    "attempts" => r.attempts.into(),
+                    "base_ms" => r.base_ms,
+                    "max_ms" => r.max_ms,
+                    _ => r.budget_ms,
+                })
+            },
+        ));
         if r.max_ms < r.base_ms {
             p.push(format!(
                 "{at}.max_ms: must be at least base_ms ({}), got {}",
                 r.base_ms, r.max_ms
-            ));
-        }
-        if r.budget_ms == 0 || r.budget_ms > MAX_RETRY_BUDGET_MS {
-            p.push(format!(
-                "{at}.budget_ms: must be between 1 and {MAX_RETRY_BUDGET_MS}, got {}",
-                r.budget_ms
             ));
         }
     }
@@ -599,11 +612,12 @@ mod tests {
             "server.routes.w_strategy.weights: only a \"weighted\"",
             "server.routes.r_bad.retries.attempts",
             "server.routes.r_bad.retries.base_ms",
+            "server.routes.r_bad.retries.max_ms",
             "server.routes.r_bad.retries.budget_ms",
         ] {
             assert!(p.iter().any(|e| e.starts_with(want)), "{want}: {p:#?}");
         }
-        assert_eq!(p.len(), 6, "{p:#?}");
+        assert_eq!(p.len(), 7, "{p:#?}");
         let e = serde_json::from_value::<RouteConfig>(
             serde_json::json!({"targets": ["a/x"], "strategy": "round-robin"}),
         )

@@ -342,12 +342,23 @@ pub struct RefreshReport {
     pub shadowed: Vec<ProviderReport>,
     /// Problems of whole sources, and settings that need a restart.
     pub problems: Vec<Problem>,
+    /// The round was cut off by [`Discovery::cancel_rounds`] (shutdown): what
+    /// it had not finished was dropped, never published.
+    pub cancelled: bool,
 }
 
 impl RefreshReport {
     /// Whether the round changed the registry.
     pub fn changed(&self) -> bool {
         !(self.registered.is_empty() && self.replaced.is_empty() && self.unregistered.is_empty())
+    }
+
+    /// The report of a round cut off by [`Discovery::cancel_rounds`].
+    fn cut_off() -> Self {
+        RefreshReport {
+            cancelled: true,
+            ..RefreshReport::default()
+        }
     }
 
     /// The failure report of one provider.
@@ -423,6 +434,9 @@ struct Inner {
     /// The last usable configuration file, for whoever applies its live parts
     /// (`tamma serve` swaps its `[server]` section in).
     config_tx: tokio::sync::watch::Sender<Option<Arc<Config>>>,
+    /// Set once by [`Discovery::cancel_rounds`]: the round in progress stops at
+    /// its next await and no other starts.
+    cancelled: tokio::sync::watch::Sender<bool>,
 }
 
 /// How [`Discovery::install`] puts a candidate into the registry.
@@ -485,6 +499,7 @@ impl Discovery {
                 last_report: Mutex::new(None),
                 refresher: Mutex::new(None),
                 config_tx: tokio::sync::watch::Sender::new(None),
+                cancelled: tokio::sync::watch::Sender::new(false),
             }),
         }
     }
@@ -504,8 +519,38 @@ impl Discovery {
         self.refresh().await
     }
 
-    /// One round: read every source and apply the differences.
+    /// One round: read every source and apply the differences. After
+    /// [`Discovery::cancel_rounds`] it returns at once (`cancelled`).
     pub async fn refresh(&self) -> RefreshReport {
+        let mut cancelled = self.inner.cancelled.subscribe();
+        if *cancelled.borrow_and_update() {
+            return RefreshReport::cut_off();
+        }
+        tokio::select! {
+            report = self.round() => report,
+            _ = cancelled.wait_for(|c| *c) => {
+                tracing::info!(target: "tamma::discovery", "discovery round cancelled");
+                RefreshReport::cut_off()
+            }
+        }
+    }
+
+    /// Cut off the round in progress (at its next await: a provider being
+    /// loaded or initialized is dropped, never published; its reserved name is
+    /// freed) and refuse every later one, so that a shutdown never waits for
+    /// providers that are still coming up — a round registers them one after
+    /// another, each up to its `init_timeout_ms`. For shutdown: it cannot be
+    /// undone.
+    pub fn cancel_rounds(&self) {
+        self.inner.cancelled.send_replace(true);
+    }
+
+    /// Whether [`Discovery::cancel_rounds`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        *self.inner.cancelled.borrow()
+    }
+
+    async fn round(&self) -> RefreshReport {
         let mut state = self.inner.state.lock().await;
         let last_good = state.last_good.clone();
         let scan = self.scan(last_good).await;
@@ -712,12 +757,12 @@ impl Discovery {
                     state.owned.remove(&name);
                     state.reported.remove(&name);
                     // Ownership was checked at the start of the round; the admin API
-                    // may have taken the name over since (installs take seconds).
-                    if registry.origin_of(&name) == Some(Origin::Api) {
-                        continue;
-                    }
-                    match registry.unregister(&name).await {
-                        Ok(_) => {
+                    // may have taken the name over since (installs take seconds):
+                    // the registry checks it again under the provider's lifecycle
+                    // lock, which a takeover holds while it swaps.
+                    match registry.unregister_if(&name, discovery_owns).await {
+                        Ok(None) => {}
+                        Ok(Some(_)) => {
                             tracing::info!(target: "tamma::discovery", provider = %name, source = ?o.origin, "provider removed");
                             report.unregistered.push(name);
                         }
@@ -770,17 +815,22 @@ impl Discovery {
             signature: c.signature,
         };
         let registry = &self.inner.registry;
-        if matches!(how, Install::Replace) && registry.origin_of(&name) == Some(Origin::Api) {
-            // Taken over through the admin API since this round began: not ours.
-            state.owned.remove(&name);
-            return;
-        }
         let result = match how {
-            Install::Register => registry.register(&name, registration).await,
-            Install::Replace => registry.replace(&name, registration).await,
+            Install::Register => registry.register(&name, registration).await.map(Some),
+            // Only while it is still ours: checked under the provider's lifecycle
+            // lock, so an admin takeover that lands while this version builds wins.
+            Install::Replace => {
+                registry
+                    .replace_if(&name, registration, discovery_owns)
+                    .await
+            }
         };
         match result {
-            Ok(_) => {
+            Ok(None) => {
+                // Taken over through the admin API since this round began: not ours.
+                state.owned.remove(&name);
+            }
+            Ok(Some(_)) => {
                 match how {
                     Install::Register => {
                         tracing::info!(target: "tamma::discovery", provider = %name, source = ?origin, location = %base.location, "provider registered");
@@ -865,6 +915,12 @@ impl Discovery {
             f();
         }
     }
+}
+
+/// Whether a provider of this origin is discovery's to replace or remove:
+/// anything but what the admin or library API registered.
+fn discovery_owns(origin: Origin) -> bool {
+    origin != Origin::Api
 }
 
 fn conflict_problem(name: &str) -> Problem {

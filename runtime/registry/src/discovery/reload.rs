@@ -4,7 +4,8 @@
 //! systems and in containers with bind mounts) and cheap at these sizes: each
 //! round reads the configuration file, the manifests and the plugin components
 //! and hashes them; nothing is registered, replaced or removed unless a
-//! fingerprint changed. A round is never cut off midway: stopping waits for it.
+//! fingerprint changed. Stopping waits for the round in progress, unless
+//! [`Discovery::cancel_rounds`] cut it off first (shutdown).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,8 +28,12 @@ impl Discovery {
     /// Run a round every `interval` (at least 10 ms) until
     /// [`Discovery::stop_auto_refresh`]; replaces a running auto-refresh. The
     /// first round runs after one interval: call [`Discovery::discover_all`]
-    /// first. Must be called within a tokio runtime.
+    /// first. Must be called within a tokio runtime. Does nothing after
+    /// [`Discovery::cancel_rounds`].
     pub fn start_auto_refresh(&self, interval: Duration) {
+        if self.is_cancelled() {
+            return;
+        }
         let interval = interval.max(Duration::from_millis(MIN_AUTO_REFRESH_MS));
         let (tx, mut rx) = watch::channel(false);
         // The task holds the discovery weakly: dropping every handle ends it.
@@ -41,6 +46,9 @@ impl Discovery {
                 }
                 let Some(inner) = weak.upgrade() else { break };
                 let report = Discovery { inner }.refresh().await;
+                if report.cancelled {
+                    break;
+                }
                 if report.changed() {
                     tracing::info!(
                         target: "tamma::discovery",
@@ -68,7 +76,8 @@ impl Discovery {
         }
     }
 
-    /// Stop auto-refresh, waiting for a round in progress to finish.
+    /// Stop auto-refresh, waiting for a round in progress to finish (call
+    /// [`Discovery::cancel_rounds`] first not to wait for it).
     pub async fn stop_auto_refresh(&self) {
         let refresher = self
             .inner

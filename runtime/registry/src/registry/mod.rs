@@ -350,12 +350,53 @@ impl Registry {
         entry.mark_removed();
         self.inner.monitors.stop_entry(&entry).await;
         let _guard = entry.lifecycle.lock().await;
+        Ok(self.finish_unregister(name, &entry).await)
+    }
+
+    /// [`Registry::unregister`], only if the provider's origin (where it came
+    /// from: the configuration file, the admin API, ...) satisfies `allowed`,
+    /// checked under the provider's lifecycle lock — the lock a replacement
+    /// (which may change the origin) holds while it takes over. So a provider
+    /// that the admin API took over cannot be removed by a caller that decided
+    /// to remove it before: the race is closed, not narrowed. `Ok(None)`: the
+    /// origin did not satisfy `allowed`, nothing changed.
+    pub async fn unregister_if(
+        &self,
+        name: &str,
+        allowed: impl Fn(Origin) -> bool,
+    ) -> Result<Option<bool>> {
+        let entry = self.entry(name)?;
+        let _guard = entry.lifecycle.lock().await;
+        if !allowed(entry.load().metadata.source) {
+            return Ok(None);
+        }
+        {
+            // Still this entry under this name? An unregister (which removes the
+            // slot before taking the lock) or an unregister + register may have
+            // got in between.
+            let mut slots = self.slots_write();
+            match slots.get(name) {
+                Some(Slot::Live(e)) if Arc::ptr_eq(e, &entry) && !entry.is_removed() => {
+                    slots.remove(name);
+                }
+                _ => return Err(not_found(name)),
+            }
+        }
+        entry.mark_removed();
+        // The health task never takes the lifecycle lock, so stopping it here
+        // cannot wait on us.
+        self.inner.monitors.stop_entry(&entry).await;
+        Ok(Some(self.finish_unregister(name, &entry).await))
+    }
+
+    /// The end of an unregistration, under the lifecycle lock: dispose, event, log.
+    async fn finish_unregister(&self, name: &str, entry: &Entry) -> bool {
         let clean = entry.halt(ProviderState::Disposed).await;
         self.emit(Event::ProviderUnregistered {
             provider: name.to_string(),
         });
         tracing::info!(provider = %name, clean, "provider unregistered");
-        Ok(clean)
+        clean
     }
 
     /// Replace a registered provider with a new component or settings, atomically:
@@ -367,17 +408,52 @@ impl Registry {
         name: &str,
         registration: Registration,
     ) -> Result<ProviderSnapshot> {
+        self.replace_inner(name, registration, |_| true)
+            .await?
+            .ok_or_else(|| not_found(name))
+    }
+
+    /// [`Registry::replace`], only if the current version's origin satisfies
+    /// `allowed`, checked under the provider's lifecycle lock just before the
+    /// new version takes over (and once before it is built, to spare the work).
+    /// Discovery replaces only what it owns this way, so an admin takeover
+    /// that lands while discovery builds its version always wins. `Ok(None)`:
+    /// the origin did not satisfy `allowed`; the new version was disposed and
+    /// nothing changed.
+    pub async fn replace_if(
+        &self,
+        name: &str,
+        registration: Registration,
+        allowed: impl Fn(Origin) -> bool,
+    ) -> Result<Option<ProviderSnapshot>> {
+        self.replace_inner(name, registration, allowed).await
+    }
+
+    async fn replace_inner(
+        &self,
+        name: &str,
+        registration: Registration,
+        allowed: impl Fn(Origin) -> bool,
+    ) -> Result<Option<ProviderSnapshot>> {
         self.check_open()?;
         let entry = self.entry(name)?;
+        if !allowed(entry.load().metadata.source) {
+            return Ok(None);
+        }
         let prepared = Plan::new(self.shared(), name, registration)?
             .build(self.shared())
             .await?;
         let _guard = entry.lifecycle.lock().await;
-        if entry.is_removed() || self.check_open().is_err() {
+        let removed = entry.is_removed() || self.check_open().is_err();
+        if removed || !allowed(entry.load().metadata.source) {
             let fresh = prepared.instance;
             fresh.dispose(fresh.limits().dispose_timeout()).await;
             self.check_open()?;
-            return Err(not_found(name));
+            return if removed {
+                Err(not_found(name))
+            } else {
+                Ok(None)
+            };
         }
         let Prepared {
             template,
@@ -399,7 +475,7 @@ impl Registry {
             // new instances.
             old.dispose(old.limits().dispose_timeout()).await;
         }
-        Ok(entry.snapshot())
+        Ok(Some(entry.snapshot()))
     }
 
     // ----------------------------------------------------------------- look-ups

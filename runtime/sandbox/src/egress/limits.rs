@@ -39,6 +39,16 @@ pub const MAX_RESPONSE_BODY_BYTES: u64 = 4 << 30;
 /// Longest accepted egress timeout (each of the three): one hour.
 pub const MAX_EGRESS_TIMEOUT_MS: u64 = 3_600_000;
 
+/// Every field's accepted range, `(field, min, max)`: what
+/// [`EgressLimits::validate`] checks and the JSON Schema says.
+pub const BOUNDS: &[(&str, u64, u64)] = &[
+    ("connect_timeout_ms", 1, MAX_EGRESS_TIMEOUT_MS),
+    ("first_byte_timeout_ms", 1, MAX_EGRESS_TIMEOUT_MS),
+    ("total_timeout_ms", 1, MAX_EGRESS_TIMEOUT_MS),
+    ("max_response_body_bytes", 1, MAX_RESPONSE_BODY_BYTES),
+    ("max_concurrent_requests", 1, MAX_CONCURRENT_REQUESTS as u64),
+];
+
 impl Default for EgressLimits {
     fn default() -> Self {
         EgressLimits {
@@ -54,38 +64,25 @@ impl Default for EgressLimits {
 impl EgressLimits {
     /// Every problem with these limits, as `field: reason` lines (empty when valid).
     pub fn validate(&self) -> Vec<String> {
-        let mut problems = Vec::new();
+        let mut problems: Vec<String> = BOUNDS
+            .iter()
+            .filter_map(|&(field, min, max)| {
+                let v = match field {
+                    "connect_timeout_ms" => self.connect_timeout_ms,
+                    "first_byte_timeout_ms" => self.first_byte_timeout_ms,
+                    "total_timeout_ms" => self.total_timeout_ms,
+                    "max_response_body_bytes" => self.max_response_body_bytes,
+                    _ => self.max_concurrent_requests.into(),
+                };
+                (!(min..=max).contains(&v))
+                    .then(|| format!("{field}: must be between {min} and {max}, got {v}"))
+            })
+            .collect();
         let mut check = |ok: bool, field: &str, why: String| {
             if !ok {
                 problems.push(format!("{field}: {why}"));
             }
         };
-        check(
-            self.connect_timeout_ms > 0,
-            "connect_timeout_ms",
-            "must be at least 1".into(),
-        );
-        check(
-            self.first_byte_timeout_ms > 0,
-            "first_byte_timeout_ms",
-            "must be at least 1".into(),
-        );
-        check(
-            self.total_timeout_ms > 0,
-            "total_timeout_ms",
-            "must be at least 1".into(),
-        );
-        for (field, v) in [
-            ("connect_timeout_ms", self.connect_timeout_ms),
-            ("first_byte_timeout_ms", self.first_byte_timeout_ms),
-            ("total_timeout_ms", self.total_timeout_ms),
-        ] {
-            check(
-                v <= MAX_EGRESS_TIMEOUT_MS,
-                field,
-                format!("must be at most {MAX_EGRESS_TIMEOUT_MS}, got {v}"),
-            );
-        }
         // The first-byte timeout includes connecting, and the total includes both:
         // a larger inner timeout could never fire.
         check(
@@ -102,22 +99,6 @@ impl EgressLimits {
             format!(
                 "must not exceed total_timeout_ms ({}), got {}",
                 self.total_timeout_ms, self.first_byte_timeout_ms
-            ),
-        );
-        check(
-            (1..=MAX_RESPONSE_BODY_BYTES).contains(&self.max_response_body_bytes),
-            "max_response_body_bytes",
-            format!(
-                "must be between 1 and {MAX_RESPONSE_BODY_BYTES}, got {}",
-                self.max_response_body_bytes
-            ),
-        );
-        check(
-            (1..=MAX_CONCURRENT_REQUESTS).contains(&self.max_concurrent_requests),
-            "max_concurrent_requests",
-            format!(
-                "must be between 1 and {MAX_CONCURRENT_REQUESTS}, got {}",
-                self.max_concurrent_requests
             ),
         );
         problems
@@ -173,6 +154,6 @@ mod tests {
         };
         let problems = huge.validate();
         assert_eq!(problems.len(), 3, "{problems:#?}");
-        assert!(problems[0].starts_with("connect_timeout_ms: must be at most 3600000"));
+        assert!(problems[0].starts_with("connect_timeout_ms: must be between 1 and 3600000"));
     }
 }

@@ -126,7 +126,10 @@ pub(crate) use hook::EgressHooks;
 /// An IP network (`addr/prefix`), as held by [`HostPattern::Ip`]; a single
 /// address has the full prefix. IPv4-mapped IPv6 entries are stored as IPv4.
 pub use ipnet::IpNet;
-pub use limits::{EgressLimits, MAX_CONCURRENT_REQUESTS, MAX_RESPONSE_BODY_BYTES};
+pub use limits::{
+    EgressLimits, BOUNDS as EGRESS_BOUNDS, MAX_CONCURRENT_REQUESTS, MAX_EGRESS_TIMEOUT_MS,
+    MAX_RESPONSE_BODY_BYTES,
+};
 pub use policy::EgressPolicy;
 pub use resolver::{ResolveFuture, Resolver, StaticResolver, SystemResolver};
 pub use secrets::Secret;
