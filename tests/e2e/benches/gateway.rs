@@ -83,60 +83,45 @@ fn server_main(upstream: String) {
             )
             .await
             .unwrap();
-        let egress = EgressPolicy::try_new(
-            vec![upstream.clone()],
-            BTreeMap::from([("api_key".to_string(), "sk-bench".to_string())]),
-            EgressLimits {
-                max_concurrent_requests: 128,
-                ..EgressLimits::default()
-            },
-        )
-        .unwrap();
-        registry
-            .register(
-                "openai",
-                Registration::new(ComponentSource::File(guest("openai"))).with_settings(
-                    ProviderSettings {
-                        config: vec![
-                            ("base_url".into(), format!("{upstream}/v1")),
-                            ("models".into(), "gpt-mock".into()),
-                        ],
-                        limits: limits.clone(),
-                        egress,
-                    },
-                ),
-            )
-            .await
-            .unwrap();
-        // The same provider reaching the mock by name: `localhost` resolves on
-        // every request unless the resolver caches. The IP entry grants the
-        // loopback address the name resolves to.
+        // The openai guest against the mock by IP, and the same reaching it by
+        // name: `localhost` resolves on every request unless the resolver
+        // caches (the IP entry grants the loopback address the name resolves to).
         let port = upstream.rsplit(':').next().unwrap_or_default().to_string();
-        let named = EgressPolicy::try_new(
-            vec![format!("http://localhost:{port}"), upstream.clone()],
-            BTreeMap::from([("api_key".to_string(), "sk-bench".to_string())]),
-            EgressLimits {
-                max_concurrent_requests: 128,
-                ..EgressLimits::default()
-            },
-        )
-        .unwrap();
-        registry
-            .register(
+        let named_url = format!("http://localhost:{port}");
+        for (name, base, allowed) in [
+            ("openai", upstream.clone(), vec![upstream.clone()]),
+            (
                 "openai-named",
-                Registration::new(ComponentSource::File(guest("openai"))).with_settings(
-                    ProviderSettings {
-                        config: vec![
-                            ("base_url".into(), format!("http://localhost:{port}/v1")),
-                            ("models".into(), "gpt-mock".into()),
-                        ],
-                        limits: limits.clone(),
-                        egress: named,
-                    },
-                ),
+                named_url.clone(),
+                vec![named_url, upstream.clone()],
+            ),
+        ] {
+            let egress = EgressPolicy::try_new(
+                allowed,
+                BTreeMap::from([("api_key".to_string(), "sk-bench".to_string())]),
+                EgressLimits {
+                    max_concurrent_requests: 128,
+                    ..EgressLimits::default()
+                },
             )
-            .await
             .unwrap();
+            let settings = ProviderSettings {
+                config: vec![
+                    ("base_url".into(), format!("{base}/v1")),
+                    ("models".into(), "gpt-mock".into()),
+                ],
+                limits: limits.clone(),
+                egress,
+            };
+            registry
+                .register(
+                    name,
+                    Registration::new(ComponentSource::File(guest("openai")))
+                        .with_settings(settings),
+                )
+                .await
+                .unwrap();
+        }
         let config = ServerConfig {
             limits: ServerLimits {
                 max_concurrent_requests: 1024,
