@@ -64,11 +64,28 @@ fn print(name: &str, value: f64, unit: &str) {
 
 // --- server mode ----------------------------------------------------------------
 
-fn server_main(upstream: String) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+/// Resolves when the parent closes our stdin: a server mode serves until then.
+async fn stdin_closed() {
+    let _ = tokio::task::spawn_blocking(|| {
+        let mut s = String::new();
+        while std::io::stdin()
+            .read_line(&mut s)
+            .map(|n| n > 0)
+            .unwrap_or(false)
+        {}
+    })
+    .await;
+}
+
+fn server_main(upstream: String) {
+    let rt = runtime();
     rt.block_on(async move {
         let registry = Registry::new(sandbox(), RegistryConfig::default()).unwrap();
         let limits = Limits {
@@ -143,19 +160,7 @@ fn server_main(upstream: String) {
         println!("ADDR {}", server.local_addr());
         std::io::stdout().flush().unwrap();
         // Serve until the parent closes our stdin.
-        server
-            .run(async {
-                let _ = tokio::task::spawn_blocking(|| {
-                    let mut s = String::new();
-                    while std::io::stdin()
-                        .read_line(&mut s)
-                        .map(|n| n > 0)
-                        .unwrap_or(false)
-                    {}
-                })
-                .await;
-            })
-            .await;
+        server.run(stdin_closed()).await;
     });
 }
 
@@ -172,10 +177,7 @@ fn proxy_main(upstream: String) {
     use hyper_util::client::legacy::{connect::HttpConnector, Client};
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async move {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
@@ -188,15 +190,7 @@ fn proxy_main(upstream: String) {
         println!("ADDR {}", listener.local_addr().unwrap());
         std::io::stdout().flush().unwrap();
         tokio::spawn(async {
-            let _ = tokio::task::spawn_blocking(|| {
-                let mut s = String::new();
-                while std::io::stdin()
-                    .read_line(&mut s)
-                    .map(|n| n > 0)
-                    .unwrap_or(false)
-                {}
-            })
-            .await;
+            stdin_closed().await;
             std::process::exit(0);
         });
         loop {
@@ -389,10 +383,7 @@ fn main() {
     {
         return;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
         let mock = MockUpstream::start().await;
         let (mut gateway_child, gateway) = spawn_server(SERVER_ENV, &mock.url());
